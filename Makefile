@@ -1,0 +1,69 @@
+# The README's two commands: `make reproduce` (install, data, all six stages, report) and `make test`.
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+INSTALLED  := $(VENV)/.installed
+DATA       ?= data
+ART        ?= artifacts
+DEVICE     ?= auto
+RUN        := $(PY)
+
+.PHONY: reproduce test install data system-data train calibrate score-test letters score-letters evaluate \
+        benchmark-osr bench clean
+
+reproduce: install data
+	$(MAKE) train calibrate score-test letters score-letters evaluate
+	@echo "report: $(ART)/osr/report.md"
+
+test: install
+	$(PY) -m pytest
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.txt
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Fashion-MNIST's fallback source is a Debian package; installed only where we are root on Debian/Ubuntu.
+system-data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+	  echo "note: could not install dataset-fashion-mnist; Fashion-MNIST will be reported unavailable"; fi
+
+data: install system-data
+	$(RUN) -m osr_core.data --data-dir $(DATA)
+
+train: install
+	$(RUN) train.py --data-dir $(DATA) --out $(ART)/model.pt --device $(DEVICE)
+
+calibrate: install
+	$(RUN) compute_class_reconstruction_errors.py --data-dir $(DATA) --checkpoint $(ART)/model.pt \
+	  --out $(ART)/reconstruction_errors.txt --device $(DEVICE)
+
+score-test: install
+	$(RUN) test.py --data-dir $(DATA) --checkpoint $(ART)/model.pt --thresholds $(ART)/reconstruction_errors.txt \
+	  --out-dir $(ART)/test --device $(DEVICE)
+
+letters: install
+	$(RUN) generate_letters.py --out-dir $(ART)/letters
+
+score-letters: install
+	$(RUN) test_letters.py --letters-dir $(ART)/letters --checkpoint $(ART)/model.pt \
+	  --thresholds $(ART)/reconstruction_errors.txt --out-dir $(ART)/letters_test --device $(DEVICE)
+
+evaluate: install
+	$(RUN) evaluate_osr.py --data-dir $(DATA) --checkpoint $(ART)/model.pt --thresholds $(ART)/reconstruction_errors.txt \
+	  --letters-dir $(ART)/letters --out-dir $(ART)/osr --device $(DEVICE)
+
+# The unseen-digit protocol: 5 splits of 6 known / 4 unknown digits, then the full report again.
+benchmark-osr: install data
+	$(RUN) evaluate_osr.py --protocol unseen-digits --data-dir $(DATA) --checkpoint $(ART)/model.pt \
+	  --thresholds $(ART)/reconstruction_errors.txt --letters-dir $(ART)/letters --out-dir $(ART)/osr \
+	  --splits-dir $(ART)/unseen_digits --device $(DEVICE)
+
+clean:
+	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \
+	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits

@@ -1,0 +1,143 @@
+"""Stage 6: the open-set evaluation: every unknown set, every metric, the pictures, the report.
+
+Usage: python evaluate_osr.py [--extra NAME=DIR ...] [--protocol standard|unseen-digits]
+
+Writes artifacts/osr/metrics.json (schema in README.md) and report.md with its PNGs beside it.
+`--protocol unseen-digits` first trains (or reuses) one model per standard 6-known-digit split,
+calibrates each on its validation split, measures its 4 held-out digits, and adds the result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import compute_class_reconstruction_errors
+import train
+from osr_core import cli, data
+from osr_core.calibration import DEFAULT_RULE_PARAM
+from osr_core.evaluation import covariate_shift, evaluate
+from osr_core.io import StageOutputs, load_checkpoint, write_json
+from osr_core.pipeline import calibrate_on_validation, load_calibration, load_trained
+from osr_core.report import render
+from osr_core.unknown_sets import build_unknown_sets
+
+log = logging.getLogger("osr")
+UNSEEN_SUMMARY = "summary.json"
+
+
+def parse_extra(text: str) -> tuple[str, str]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder or not name.replace("_", "").replace("-", "").isalnum():
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR with a plain NAME, got {text!r}")
+    return name, folder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out-dir", default="artifacts/osr")
+    p.add_argument("--extra", type=parse_extra, action="append", default=[], metavar="NAME=DIR",
+                   help="an extra folder of unknown images (repeatable)")
+    p.add_argument("--n-generated", type=int, default=10000, help="images per generated set (noise, crops, ...)")
+    p.add_argument("--no-embeddings", action="store_true", help="skip the t-SNE and PCA pictures")
+    p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
+    p.add_argument("--splits-dir", default="artifacts/unseen_digits",
+                   help="checkpoints and summary of the unseen-digit protocol (default: %(default)s)")
+    p.add_argument("--split-epochs", type=int, default=4, help="epochs per split model in the unseen-digit protocol")
+    cli.add_common_flags(p, "data_dir", "checkpoint", "thresholds", "letters_dir", "device", "seed", "batch_size")
+    return p
+
+
+def known_test_digits(data_dir: str, known_classes: list[int]) -> tuple[torch.Tensor, np.ndarray]:
+    images, labels = data.load_mnist(data_dir, train=False)
+    keep = torch.isin(labels, torch.tensor(known_classes))
+    return data.to_float(images[keep]), labels[keep].numpy()
+
+
+def calibration_for(trained, args) -> tuple:
+    """The thresholds file's calibration; without one, stage 2's defaults computed here, and said so."""
+    if Path(args.thresholds).is_file():
+        return load_calibration(trained, args.thresholds), f"file {args.thresholds}"
+    log.warning("no thresholds file at %s: calibrating on the validation split with the defaults", args.thresholds)
+    cal = calibrate_on_validation(trained, args.data_dir, "combined", "quantile", DEFAULT_RULE_PARAM["quantile"],
+                                  0.99, args.batch_size)
+    return cal, f"none found at {args.thresholds}; calibrated in memory on the validation split (stage 2 defaults)"
+
+
+def run_unseen_digits(args: argparse.Namespace) -> dict:
+    """Trains (or reuses) a model per split through the stage scripts, then measures its held-out digits."""
+    splits = []
+    for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
+        split_dir = Path(args.splits_dir) / f"split{i}"
+        checkpoint, thresholds = split_dir / "model.pt", split_dir / "reconstruction_errors.txt"
+        common = ["--data-dir", args.data_dir, "--device", args.device] + (["--quiet"] if args.quiet else [])
+        reuse = checkpoint.is_file() and load_checkpoint(checkpoint)["known_classes"] == sorted(known)
+        if not reuse:
+            log.info("unseen digits, split %d: training on %s", i, sorted(known))
+            if train.main(["--known-classes", ",".join(map(str, known)), "--epochs", str(args.split_epochs),
+                           "--seed", str(args.seed), "--out", str(checkpoint), *common]) != 0:
+                raise cli.UserError(f"training split {i} failed")
+        if not reuse or not thresholds.is_file():
+            if compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--out", str(thresholds),
+                                                         *common]) != 0:
+                raise cli.UserError(f"calibrating split {i} failed")
+        trained = load_trained(checkpoint, cli.resolve_device(args.device))
+        cal = load_calibration(trained, thresholds)
+        images, labels = known_test_digits(args.data_dir, trained.known_classes)
+        held_out = [s for s in build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed,
+                                                  n_generated=0) if s.name == "held_out_digits"]
+        result = evaluate(trained, cal, images, labels, held_out, args.seed, args.batch_size, outputs=None)
+        s = result["sets"]["held_out_digits"]
+        splits.append({"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
+                       "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
+                       "checkpoint": str(checkpoint)})
+        log.info("split %d: AUROC %.4f  macro-F1 %.3f", i, s["auroc"], s["macro_f1"])
+    aurocs, f1s = [s["auroc"] for s in splits], [s["macro_f1"] for s in splits]
+    summary = {"splits": splits, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),
+               "macro_f1_mean": float(np.mean(f1s)), "macro_f1_std": float(np.std(f1s)),
+               "epochs": args.split_epochs, "seed": args.seed}
+    write_json(Path(args.splits_dir) / UNSEEN_SUMMARY, summary)
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.protocol == "unseen-digits":
+        run_unseen_digits(args)
+    trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
+    cal, cal_source = calibration_for(trained, args)
+    images, labels = known_test_digits(args.data_dir, trained.known_classes)
+    sets = build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
+                              dict(args.extra))
+    outputs = StageOutputs(args.out_dir)
+    result = evaluate(trained, cal, images, labels, sets, args.seed, args.batch_size, outputs,
+                      with_embeddings=not args.no_embeddings)
+    result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
+    metrics = {
+        "checkpoint_sha256": trained.sha256,
+        "known_classes": trained.known_classes,
+        "calibration": {"score": cal.score, "rule": cal.rule, "rule_param": cal.rule_param,
+                        "target_acceptance": cal.target_acceptance, "source": cal_source},
+        **result,
+    }
+    summary = Path(args.splits_dir) / UNSEEN_SUMMARY
+    if summary.is_file():
+        metrics["unseen_digits"] = json.loads(summary.read_text())
+    outputs.write_json("metrics.json", metrics)
+    outputs.write_text("report.md", render(metrics))
+    outputs.finish()
+    print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
+          f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run(run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

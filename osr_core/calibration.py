@@ -1,0 +1,178 @@
+"""Per-class thresholds calibrated on the validation split, and the thresholds file that carries them.
+
+A sample is unknown when its score exceeds the threshold of its *predicted* class. Rules:
+`quantile` (threshold = the target-acceptance quantile of the class's validation scores),
+`mean-std` (mean + k * std) and `mean-factor` (k * mean, the seeds' "2 x class mean" rule).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cli import UserError
+from .scores import COMBINED_PARTS, SCORE_NAMES
+
+RULES = ("quantile", "mean-std", "mean-factor")
+DEFAULT_RULE_PARAM = {"quantile": None, "mean-std": 2.326, "mean-factor": 2.0}  # 2.326: the normal's 99% point
+FILE_MAGIC = "# osr per-class thresholds v1"
+COLUMNS = ("class", "n", "mean", "std", "p50", "p95", "p99", "threshold")
+MIN_CLASS_SAMPLES = 20  # fewer than this and a class borrows the threshold of all classes pooled
+
+
+@dataclass
+class ClassStats:
+    cls: int
+    n: int
+    mean: float
+    std: float
+    p50: float
+    p95: float
+    p99: float
+    threshold: float
+
+
+@dataclass
+class Calibration:
+    checkpoint_sha256: str
+    score: str
+    rule: str
+    rule_param: float | None
+    target_acceptance: float
+    normalisation: dict[str, tuple[float, float]] = field(default_factory=dict)
+    classes: list[ClassStats] = field(default_factory=list)
+    validation_acceptance: float | None = None  # measured when calibrating; not kept in the text file
+
+    def thresholds_for(self, pred: np.ndarray) -> np.ndarray:
+        lookup = {c.cls: c.threshold for c in self.classes}
+        missing = set(np.unique(pred).tolist()) - set(lookup)
+        if missing:
+            raise UserError(f"thresholds file has no row for predicted class(es) {sorted(missing)}")
+        return np.array([lookup[int(p)] for p in pred], dtype=np.float64)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["normalisation"] = {k: list(v) for k, v in self.normalisation.items()}
+        return d
+
+
+def threshold_of(values: np.ndarray, rule: str, param: float | None, target: float) -> float:
+    if rule == "quantile":
+        return float(np.quantile(values, target if param is None else param))
+    if rule == "mean-std":
+        return float(values.mean() + param * values.std())
+    if rule == "mean-factor":
+        return float(param * values.mean())
+    raise ValueError(rule)
+
+
+def calibrate(scores: np.ndarray, pred: np.ndarray, classes: list[int], rule: str, param: float | None,
+              target: float) -> list[ClassStats]:
+    """Per-class statistics of validation scores, grouped by predicted class, with thresholds."""
+    if rule == "mean-factor" and (scores <= 0).any():
+        raise UserError("--rule mean-factor needs a score that is always positive, e.g. --score pixel_recon")
+    pooled = threshold_of(scores, rule, param, target)
+    rows = []
+    for c in classes:
+        v = scores[pred == c]
+        n = len(v)
+        if n == 0:
+            rows.append(ClassStats(c, 0, *([math.nan] * 5), pooled))
+            continue
+        p50, p95, p99 = np.quantile(v, [0.5, 0.95, 0.99])
+        threshold = threshold_of(v, rule, param, target) if n >= MIN_CLASS_SAMPLES else pooled
+        rows.append(ClassStats(c, n, float(v.mean()), float(v.std()), float(p50), float(p95), float(p99), threshold))
+    return rows
+
+
+# ----------------------------------------------------------------------------------- the file
+def format_thresholds(cal: Calibration) -> str:
+    lines = [
+        FILE_MAGIC,
+        f"# checkpoint_sha256: {cal.checkpoint_sha256}",
+        f"# score: {cal.score}",
+        f"# rule: {cal.rule}",
+        f"# rule_param: {'none' if cal.rule_param is None else repr(cal.rule_param)}",
+        f"# target_acceptance: {cal.target_acceptance!r}",
+    ]
+    for name, (mean, std) in cal.normalisation.items():
+        lines.append(f"# normalise: {name} {mean!r} {std!r}")
+    lines.append("# " + " ".join(COLUMNS))
+    for c in cal.classes:
+        lines.append(f"{c.cls} {c.n} {c.mean:.6f} {c.std:.6f} {c.p50:.6f} {c.p95:.6f} {c.p99:.6f} {c.threshold!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _number(text: str, path: Path, lineno: int, what: str, allow_nan: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{path}:{lineno}: {what} is not a number: {text!r}") from None
+    if not allow_nan and not math.isfinite(value):
+        raise UserError(f"{path}:{lineno}: {what} must be a finite number, got {text!r}")
+    return value
+
+
+def parse_thresholds(text: str, path: Path) -> Calibration:
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != FILE_MAGIC:
+        raise UserError(f"{path}:1: not a thresholds file of this project (expected {FILE_MAGIC!r}); "
+                        "run compute_class_reconstruction_errors.py")
+    header: dict[str, str] = {}
+    normalisation: dict[str, tuple[float, float]] = {}
+    rows: list[ClassStats] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            key, sep, value = line[1:].strip().partition(":")
+            if not sep:
+                continue
+            if key == "normalise":
+                parts = value.split()
+                if len(parts) != 3 or parts[0] not in COMBINED_PARTS:
+                    raise UserError(f"{path}:{lineno}: expected 'normalise: <component> <mean> <std>'")
+                normalisation[parts[0]] = (_number(parts[1], path, lineno, "mean"), _number(parts[2], path, lineno, "std"))
+            else:
+                header[key.strip()] = value.strip()
+            continue
+        cells = line.split()
+        if len(cells) != len(COLUMNS):
+            raise UserError(f"{path}:{lineno}: expected {len(COLUMNS)} columns ({' '.join(COLUMNS)}), found {len(cells)}")
+        try:
+            cls, n = int(cells[0]), int(cells[1])
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: class and n must be whole numbers") from None
+        stats = [_number(v, path, lineno, name, allow_nan=True) for v, name in zip(cells[2:7], COLUMNS[2:7])]
+        rows.append(ClassStats(cls, n, *stats, _number(cells[7], path, lineno, "threshold")))
+    for key in ("checkpoint_sha256", "score", "rule", "rule_param", "target_acceptance"):
+        if key not in header:
+            raise UserError(f"{path}: header line '# {key}: ...' is missing")
+    if header["score"] not in SCORE_NAMES:
+        raise UserError(f"{path}: unknown score {header['score']!r}")
+    if header["score"] == "combined" and set(normalisation) != set(COMBINED_PARTS):
+        raise UserError(f"{path}: the combined score needs 'normalise:' lines for {', '.join(COMBINED_PARTS)}")
+    param = None if header["rule_param"] == "none" else _number(header["rule_param"], path, 0, "rule_param")
+    return Calibration(header["checkpoint_sha256"], header["score"], header["rule"], param,
+                       _number(header["target_acceptance"], path, 0, "target_acceptance"), normalisation, rows)
+
+
+def read_thresholds(path: str | Path, checkpoint_sha256: str, known_classes: list[int]) -> Calibration:
+    """Reads and checks a thresholds file against the checkpoint it must belong to."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"thresholds file not found: {path} (run compute_class_reconstruction_errors.py first)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read thresholds file {path}: {err}") from err
+    cal = parse_thresholds(text, path)
+    if cal.checkpoint_sha256 != checkpoint_sha256:
+        raise UserError(f"{path} was calibrated for another checkpoint (SHA-256 {cal.checkpoint_sha256[:12]}..., "
+                        f"this one is {checkpoint_sha256[:12]}...); re-run compute_class_reconstruction_errors.py")
+    missing = set(known_classes) - {c.cls for c in cal.classes}
+    if missing:
+        raise UserError(f"{path} has no row for class(es) {sorted(missing)}")
+    return cal

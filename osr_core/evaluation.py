@@ -1,0 +1,114 @@
+"""The open-set evaluation: every metric for every unknown set, the ablation, and the pictures."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from . import data, metrics, plots
+from .calibration import Calibration
+from .io import StageOutputs
+from .pipeline import Decisions, Trained, decide
+from .unknown_sets import UnknownSet
+
+log = logging.getLogger("osr")
+SHEET_SIZE = 32
+EMBED_KNOWN, EMBED_PER_SET = 1500, 300
+
+
+def ablation(known: Decisions, unknown: Decisions) -> dict[str, float]:
+    """AUROC of each score component alone, beside the combined decision margin."""
+    rows = {name: metrics.auroc(known.scored.components[name], unknown.scored.components[name])
+            for name in known.scored.components}
+    rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
+    return rows
+
+
+def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, labels: np.ndarray, seed: int,
+                    batch_size: int) -> dict:
+    """Known digits under noise and rotation: how accurate, and how many get rejected."""
+    results = {}
+    for name, images in data.distorted_digits(digits, seed).items():
+        d = decide(trained, cal, images, batch_size)
+        correct = d.scored.pred == labels
+        results[name] = {"n": int(len(labels)), "accuracy": float(correct.mean()),
+                         "rejection_rate": float(d.is_unknown.mean()),
+                         "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None}
+    return results
+
+
+def _sheet(images: torch.Tensor, decisions: Decisions, order: np.ndarray, names: list[str] | None) -> bytes:
+    order = order[:SHEET_SIZE]
+    caption = lambda i: f"{names[i] if names else i} p{decisions.scored.pred[i]} {decisions.margin[i]:+.2f}"
+    return plots.contact_sheet_png(images[order].squeeze(1).numpy(), decisions.scored.recon[order],
+                                   [caption(i) for i in order])
+
+
+def embeddings(known: Decisions, known_labels: np.ndarray, unknowns: dict[str, Decisions], seed: int) -> dict[str, bytes]:
+    """t-SNE and PCA of the encoder's features for a sample of knowns and of each unknown set."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    pick = lambda n, k: np.sort(rng.choice(n, min(n, k), replace=False))
+    ki = pick(len(known_labels), EMBED_KNOWN)
+    feats, groups = [known.scored.features[ki]], [f"digit {l}" for l in known_labels[ki]]
+    for name, d in unknowns.items():
+        ui = pick(len(d.score), EMBED_PER_SET)
+        feats.append(d.scored.features[ui])
+        groups += [f"unknown: {name}"] * len(ui)
+    x = np.concatenate(feats).astype(np.float64)
+    pca = PCA(n_components=2, random_state=seed).fit_transform(x)
+    tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(x)
+    return {"features_pca.png": plots.embedding_png(pca, groups, "PCA of encoder features"),
+            "features_tsne.png": plots.embedding_png(tsne, groups, "t-SNE of encoder features")}
+
+
+def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, known_labels: np.ndarray,
+             sets: list[UnknownSet], seed: int, batch_size: int, outputs: StageOutputs | None,
+             with_embeddings: bool = True) -> dict:
+    """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only)."""
+    classes = trained.known_classes
+    known = decide(trained, cal, known_images, batch_size, keep_recon=outputs is not None, keep_features=True)
+    result = {
+        "closed_set_accuracy": float((known.scored.pred == known_labels).mean()),
+        "false_alarm_rate": float(known.is_unknown.mean()),
+        "n_known": int(len(known_labels)),
+        "sets": {},
+    }
+    scored_sets: dict[str, Decisions] = {}
+    for s in sets:
+        entry = {"available": s.available, "description": s.description, "seen_in_training": s.seen_in_training}
+        if not s.available:
+            entry["reason"] = s.reason or "no images"
+            result["sets"][s.name] = entry
+            continue
+        d = decide(trained, cal, s.images, batch_size, keep_recon=outputs is not None, keep_features=True)
+        scored_sets[s.name] = d
+        entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
+                                         classes, seed))
+        entry["ablation"] = ablation(known, d)
+        result["sets"][s.name] = entry
+        log.info("%-22s n=%-6d AUROC %.4f  detection %.3f  macro-F1 %.3f", s.name, entry["n"], entry["auroc"],
+                 entry["detection_rate"], entry["macro_f1"])
+        if outputs is not None:
+            labels = [str(c) for c in classes] + ["unknown"]
+            cm = metrics.open_confusion_matrix(known_labels, known.scored.pred, known.margin, d.scored.pred,
+                                               d.margin, classes)
+            outputs.write_bytes(f"confusion_{s.name}.png", plots.confusion_matrix_png(cm, labels, f"MNIST test + {s.name}"))
+            outputs.write_bytes(f"hist_{s.name}.png", plots.score_histograms_png(
+                known.margin, d.margin, 0.0, f"decision margin: MNIST test vs {s.name}", unknown_label=s.name))
+            rejected = np.flatnonzero(d.is_unknown)
+            slipped = np.flatnonzero(~d.is_unknown)
+            outputs.write_bytes(f"rejected_{s.name}.png",
+                                _sheet(s.images, d, rejected[np.argsort(-d.margin[rejected], kind="stable")], s.names))
+            outputs.write_bytes(f"slipped_{s.name}.png",
+                                _sheet(s.images, d, slipped[np.argsort(d.margin[slipped], kind="stable")], s.names))
+    if outputs is not None and scored_sets:
+        outputs.write_bytes("roc.png", plots.roc_curves_png(
+            {n: (known.margin, d.margin) for n, d in scored_sets.items()}, "ROC: MNIST test (known) vs each unknown set"))
+        if with_embeddings:
+            for name, png in embeddings(known, known_labels, scored_sets, seed).items():
+                outputs.write_bytes(name, png)
+    return result

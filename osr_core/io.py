@@ -1,0 +1,161 @@
+"""File I/O: atomic writes, checkpoints, hashes, CSV, and output folders that a re-run replaces."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .cli import UserError
+
+CHECKPOINT_FORMAT = 1
+CHECKPOINT_KEYS = ("format_version", "model_config", "state_dict", "known_classes", "val_indices", "train_args", "metrics")
+MANIFEST_NAME = ".osr_outputs.json"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes to a temporary file beside `path`, then renames: a reader never sees half a file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise UserError(f"cannot write to {path.parent}: {err.strerror}") from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {err.strerror}") from err
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    return buf.getvalue()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_file(path: str | Path, what: str, fix: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path} ({fix})")
+    return path
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
+    missing = set(CHECKPOINT_KEYS) - set(checkpoint)
+    assert not missing, f"checkpoint lacks {missing}"
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Loads a checkpoint with weights_only=True, so a file handed to us can never run code."""
+    path = require_file(path, "checkpoint", "run train.py first or pass --checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"refusing to load {path}: not a plain-weights checkpoint of this project ({first_line})") from err
+    if not isinstance(checkpoint, dict) or checkpoint.get("format_version") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a checkpoint of this project (format_version {CHECKPOINT_FORMAT} expected)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint]
+    if missing:
+        raise UserError(f"{path} is missing {', '.join(missing)}; retrain with train.py")
+    return checkpoint
+
+
+class StageOutputs:
+    """The files one stage writes into a folder that may hold other people's files too.
+
+    A manifest remembers what the previous run wrote. `finish()` removes those of its files this
+    run did not write again, and nothing else, so a re-run replaces the stage's outputs as a whole.
+    """
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.written: list[str] = []
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create output folder {self.out_dir}: {err.strerror}") from err
+        if not os.access(self.out_dir, os.W_OK):
+            raise UserError(f"output folder {self.out_dir} is not writable")
+
+    def path(self, relative: str) -> Path:
+        """Registers `relative` as one of this run's outputs and returns its full path."""
+        self.written.append(relative)
+        target = self.out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def write_bytes(self, relative: str, data: bytes) -> Path:
+        target = self.path(relative)
+        atomic_write_bytes(target, data)
+        return target
+
+    def write_text(self, relative: str, text: str) -> Path:
+        return self.write_bytes(relative, text.encode("utf-8"))
+
+    def write_json(self, relative: str, obj: Any) -> Path:
+        return self.write_text(relative, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def previous(self) -> list[str]:
+        manifest = self.out_dir / MANIFEST_NAME
+        try:
+            names = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return []
+        return [n for n in names if isinstance(n, str)]
+
+    def finish(self) -> None:
+        keep = set(self.written)
+        for name in self.previous():
+            target = self.out_dir / name
+            # Only plain files inside the folder that we wrote last time are ever removed.
+            if name not in keep and ".." not in Path(name).parts and target.is_file() and not target.is_symlink():
+                target.unlink()
+        for folder in sorted({(self.out_dir / n).parent for n in self.previous()}, reverse=True):
+            if folder != self.out_dir and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        atomic_write_text(self.out_dir / MANIFEST_NAME, json.dumps(sorted(keep), indent=0) + "\n")

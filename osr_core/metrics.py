@@ -1,0 +1,112 @@
+"""Open-set metrics. Inputs use the project's convention: `margin` = score - threshold of the
+predicted class, higher = more unknown; a sample is rejected as unknown when margin > 0.
+
+Unknowns are the positive class for AUROC and AUPR-out; knowns for AUPR-in and for the
+95% TPR of FPR95 (as ODIN defines it).
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
+
+UNKNOWN_LABEL = -1
+
+
+def _labels(n_known: int, n_unknown: int) -> np.ndarray:
+    return np.r_[np.zeros(n_known), np.ones(n_unknown)]
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    return float(roc_auc_score(_labels(len(known), len(unknown)), np.r_[known, unknown]))
+
+
+def aupr_in(known: np.ndarray, unknown: np.ndarray) -> float:
+    return float(average_precision_score(1 - _labels(len(known), len(unknown)), -np.r_[known, unknown]))
+
+
+def aupr_out(known: np.ndarray, unknown: np.ndarray) -> float:
+    return float(average_precision_score(_labels(len(known), len(unknown)), np.r_[known, unknown]))
+
+
+def fpr_at_95_tpr(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Fraction of unknowns accepted at the threshold that accepts 95% of knowns."""
+    fpr, tpr, _ = roc_curve(1 - _labels(len(known), len(unknown)), -np.r_[known, unknown])
+    return float(fpr[np.searchsorted(tpr, 0.95, side="left")])
+
+
+def bootstrap_auroc_ci(known: np.ndarray, unknown: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of AUROC, resampling knowns and unknowns separately."""
+    rng = np.random.default_rng(seed)
+    values = [auroc(rng.choice(known, len(known)), rng.choice(unknown, len(unknown))) for _ in range(n_boot)]
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def oscr(known_correct: np.ndarray, known: np.ndarray, unknown: np.ndarray) -> float:
+    """Open-Set Classification Rate (Dhamija et al. 2018): area under correct-classification
+    rate of knowns against false-positive rate of unknowns, as the acceptance threshold sweeps."""
+    margins = np.r_[known, unknown]
+    is_known = np.r_[np.ones(len(known), bool), np.zeros(len(unknown), bool)]
+    correct = np.r_[known_correct.astype(bool), np.zeros(len(unknown), bool)]
+    order = np.argsort(margins, kind="stable")
+    ccr = np.cumsum(correct[order]) / max(len(known), 1)
+    fpr = np.cumsum(~is_known[order]) / max(len(unknown), 1)
+    # Only thresholds between distinct margins are realisable: keep the last point of each tie group.
+    last_of_group = np.r_[margins[order][1:] != margins[order][:-1], True]
+    ccr, fpr = np.r_[0.0, ccr[last_of_group]], np.r_[0.0, fpr[last_of_group]]
+    return float(np.trapezoid(ccr, fpr))
+
+
+def open_set_predictions(pred: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    return np.where(margin > 0, UNKNOWN_LABEL, pred)
+
+
+def one_to_one_mix(n_known: int, n_unknown: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices for the CROSR protocol's equal mix: as many knowns as unknowns, drawn without replacement."""
+    n = min(n_known, n_unknown)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_known, n, replace=False)), np.sort(rng.choice(n_unknown, n, replace=False))
+
+
+def macro_f1_open(known_labels, known_pred, known_margin, unknown_pred, unknown_margin, classes: list[int],
+                  seed: int = 0) -> float:
+    """Macro-F1 over the N known classes plus 'unknown' on a 1:1 mix of knowns and unknowns."""
+    ki, ui = one_to_one_mix(len(known_labels), len(unknown_pred), seed)
+    y_true = np.r_[known_labels[ki], np.full(len(ui), UNKNOWN_LABEL)]
+    y_pred = np.r_[open_set_predictions(known_pred[ki], known_margin[ki]),
+                   open_set_predictions(unknown_pred[ui], unknown_margin[ui])]
+    return float(f1_score(y_true, y_pred, labels=[*classes, UNKNOWN_LABEL], average="macro", zero_division=0))
+
+
+def open_confusion_matrix(known_labels, known_pred, known_margin, unknown_pred, unknown_margin,
+                          classes: list[int]) -> np.ndarray:
+    """(N+1) x (N+1) counts; the last row and column are 'unknown'."""
+    y_true = np.r_[known_labels, np.full(len(unknown_pred), UNKNOWN_LABEL)]
+    y_pred = np.r_[open_set_predictions(known_pred, known_margin), open_set_predictions(unknown_pred, unknown_margin)]
+    return confusion_matrix(y_true, y_pred, labels=[*classes, UNKNOWN_LABEL])
+
+
+def set_metrics(known_labels: np.ndarray, known_pred: np.ndarray, known_margin: np.ndarray,
+                unknown_pred: np.ndarray, unknown_margin: np.ndarray, classes: list[int], seed: int = 0) -> dict:
+    """Every per-set figure of the report for one unknown set against the known test set."""
+    known_correct = known_pred == known_labels
+    known_accepted = known_margin <= 0
+    unknown_rejected = unknown_margin > 0
+    lo, hi = bootstrap_auroc_ci(known_margin, unknown_margin, seed=seed)
+    return {
+        "n": int(len(unknown_margin)),
+        "auroc": auroc(known_margin, unknown_margin),
+        "auroc_ci95": [lo, hi],
+        "aupr_in": aupr_in(known_margin, unknown_margin),
+        "aupr_out": aupr_out(known_margin, unknown_margin),
+        "fpr95": fpr_at_95_tpr(known_margin, unknown_margin),
+        "detection_rate": float(unknown_rejected.mean()),
+        "false_alarm_rate": float((~known_accepted).mean()),
+        "macro_f1": macro_f1_open(known_labels, known_pred, known_margin, unknown_pred, unknown_margin, classes, seed),
+        "oscr": oscr(known_correct, known_margin, unknown_margin),
+        # The seeds' figures: knowns right only if classified correctly and accepted; unknowns if rejected.
+        "mnist_accuracy": float((known_correct & known_accepted).mean()),
+        "ood_accuracy": float(unknown_rejected.mean()),
+        "total_accuracy": float(((known_correct & known_accepted).sum() + unknown_rejected.sum())
+                                / (len(known_margin) + len(unknown_margin))),
+    }

@@ -1,0 +1,81 @@
+"""Steps that several stages share: loading a trained model with its calibration and scoring images."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .calibration import Calibration, calibrate, read_thresholds
+from .io import load_checkpoint, sha256_file
+from .models import OSRNet, model_from_checkpoint
+from .scores import Scored, decision_score, normalisation_stats, score_images
+
+
+@dataclass
+class Trained:
+    model: OSRNet
+    checkpoint: dict
+    sha256: str
+    device: torch.device
+
+    @property
+    def known_classes(self) -> list[int]:
+        return list(self.checkpoint["known_classes"])
+
+
+def load_trained(checkpoint_path: str | Path, device: torch.device) -> Trained:
+    checkpoint = load_checkpoint(checkpoint_path)
+    return Trained(model_from_checkpoint(checkpoint, device), checkpoint, sha256_file(checkpoint_path), device)
+
+
+def load_calibration(trained: Trained, thresholds_path: str | Path) -> Calibration:
+    return read_thresholds(thresholds_path, trained.sha256, trained.known_classes)
+
+
+def validation_images(trained: Trained, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checkpoint's own validation split, known classes only: (float images, labels)."""
+    images, labels = data.load_mnist(data_dir, train=True)
+    idx = trained.checkpoint["val_indices"]
+    idx = idx[torch.isin(labels[idx], torch.tensor(trained.known_classes))]
+    return data.to_float(images[idx]), labels[idx]
+
+
+@dataclass
+class Decisions:
+    """A scored set with its decision: score, the threshold of the predicted class, and the margin."""
+    scored: Scored
+    score: np.ndarray
+    threshold: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.score - self.threshold
+
+    @property
+    def is_unknown(self) -> np.ndarray:
+        return self.margin > 0
+
+
+def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size: int, keep_recon: bool = False,
+           keep_features: bool = False, show_progress: bool = False) -> Decisions:
+    scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
+                          keep_recon=keep_recon, keep_features=keep_features, show_progress=show_progress)
+    score = decision_score(scored, cal.score, cal.normalisation)
+    return Decisions(scored, score, cal.thresholds_for(scored.pred))
+
+
+def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
+                            target: float, batch_size: int, show_progress: bool = False) -> Calibration:
+    """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else."""
+    images, _ = validation_images(trained, data_dir)
+    scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
+                          show_progress=show_progress)
+    normalisation = normalisation_stats(scored.components) if score == "combined" else {}
+    scores = decision_score(scored, score, normalisation)
+    rows = calibrate(scores, scored.pred, trained.known_classes, rule, param, target)
+    cal = Calibration(trained.sha256, score, rule, param, target, normalisation, rows)
+    cal.validation_acceptance = float((scores <= cal.thresholds_for(scored.pred)).mean())
+    return cal

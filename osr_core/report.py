@@ -1,0 +1,169 @@
+"""Renders metrics.json as report.md: tables, definitions, pictures, and published numbers beside ours."""
+from __future__ import annotations
+
+from typing import Any
+
+DEFINITIONS = """\
+## How each number is defined
+All detection metrics use the decision **margin** = score - threshold of the predicted class (higher = more
+unknown); a sample is rejected as unknown when its margin is above 0. Knowns are the MNIST test digits of the
+checkpoint's known classes; each unknown set is measured against all of them.
+
+- **Closed-set accuracy**: fraction of known test digits whose predicted class is right (rejection ignored).
+- **AUROC**: area under the ROC curve, unknowns as positives (scikit-learn `roc_auc_score`); 95% interval from
+  200 bootstrap resamples of knowns and unknowns.
+- **AUPR-in / AUPR-out**: average precision with knowns / unknowns as the positive class.
+- **FPR95**: fraction of unknowns accepted at the threshold that accepts 95% of knowns (ODIN's definition).
+- **Detection rate / false-alarm rate**: unknowns rejected / knowns rejected at the calibrated thresholds.
+- **Macro-F1**: F1 averaged over the N known classes plus "unknown", on a 1:1 mix (as many knowns as unknowns,
+  drawn at random with the run's seed): the CROSR protocol.
+- **OSCR**: area under the curve of correct-classification rate of knowns (right class and accepted) against
+  the fraction of unknowns accepted, as the acceptance threshold sweeps (Dhamija et al. 2018).
+- **Seeds' figures**: *MNIST accuracy* = knowns classified right and accepted; *OOD accuracy* = unknowns
+  rejected; *total accuracy* = both counted together over all knowns plus all unknowns of the set.
+- **Ablation**: AUROC of each score component alone (each oriented so higher = more unknown), beside the margin
+  of the combined decision score.
+"""
+
+# Published figures, each with its source and how its protocol compares to ours.
+PUBLISHED_CROSR_F1 = [
+    ("CROSR (Yoshihashi et al., CVPR 2019)", {"omniglot": 0.793, "mnist_noise": 0.827, "noise": 0.826}),
+    ("OpenMax, as reported by CROSR", {"omniglot": 0.680, "mnist_noise": 0.720, "noise": 0.890}),
+]
+PUBLISHED_UNSEEN_DIGITS_AUROC = [
+    ("OpenMax (Bendale & Boult 2016), as reported by Neal et al. 2018", 0.981),
+    ("G-OpenMax (Ge et al. 2017), as reported by Neal et al. 2018", 0.984),
+    ("OSRCI (Neal et al., ECCV 2018)", 0.988),
+    ("C2AE (Oza & Patel, CVPR 2019)", 0.989),
+    ("CROSR (Yoshihashi et al., CVPR 2019)", "0.991-0.992"),
+    ("RPL (Chen et al., ECCV 2020)", 0.996),
+    ("Closed-set classifier is all you need (Vaze et al., ICLR 2022)", 0.993),
+    ("OpenGAN (Kong & Ramanan, ICCV 2021)", 0.999),
+]
+SEED_FIGURES = [
+    ("seed project A (figures quoted in issue #3)", {"baseline accuracy": "95.93%", "MNIST accuracy": "95.71%",
+                                                    "OOD accuracy": "90.80%", "total accuracy": "95.26%",
+                                                    "final OSR score": "97.71%"}),
+    ("seed project B (figures quoted in issue #3)", {"baseline accuracy": "98.46%", "MNIST accuracy": "96.43%",
+                                                    "OOD accuracy": "93.30%", "total accuracy": "96.15%"}),
+]
+
+
+def pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def num(x: Any, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def sets_table(sets: dict) -> str:
+    rows = []
+    for name, s in sets.items():
+        if not s["available"]:
+            rows.append([f"{name}", "unavailable: " + s["reason"].replace("|", "/")] + ["-"] * 9)
+            continue
+        seen = " (seen in training)" if s["seen_in_training"] else ""
+        ci = s["auroc_ci95"]
+        rows.append([f"{name}{seen}", str(s["n"]), f"{num(s['auroc'])} [{num(ci[0])}, {num(ci[1])}]",
+                     num(s["aupr_in"]), num(s["aupr_out"]), pct(s["fpr95"]), pct(s["detection_rate"]),
+                     num(s["macro_f1"], 3), num(s["oscr"]), pct(s["ood_accuracy"]), pct(s["total_accuracy"])])
+    return table(["unknown set", "n", "AUROC [95% CI]", "AUPR-in", "AUPR-out", "FPR95", "detection",
+                  "macro-F1", "OSCR", "OOD acc.", "total acc."], rows)
+
+
+def ablation_table(sets: dict) -> str:
+    available = {n: s for n, s in sets.items() if s["available"]}
+    if not available:
+        return "_no unknown set available_"
+    components = list(next(iter(available.values()))["ablation"])
+    rows = [[c] + [num(s["ablation"][c]) for s in available.values()] for c in components]
+    return table(["score (AUROC)"] + list(available), rows)
+
+
+def pictures(sets: dict) -> str:
+    lines = ["![ROC curves](roc.png)", "", "![t-SNE of encoder features](features_tsne.png) "
+             "![PCA of encoder features](features_pca.png)", ""]
+    for name, s in sets.items():
+        if s["available"]:
+            lines += [f"### {name}", f"{s['description']}", "",
+                      f"![margins {name}](hist_{name}.png) ![confusion {name}](confusion_{name}.png)", "",
+                      f"Most confidently rejected: ![rejected {name}](rejected_{name}.png)", "",
+                      f"Slipped through as digits: ![slipped {name}](slipped_{name}.png)", ""]
+    return "\n".join(lines)
+
+
+def comparison(m: dict) -> str:
+    sets = m["sets"]
+    get = lambda n, k: sets[n][k] if n in sets and sets[n]["available"] else None
+    lines = ["## Our numbers beside published ones", "",
+             "### CROSR protocol: macro-F1 on a 1:1 mix of MNIST test and unknowns", ""]
+    rows = [["this run", num(get("omniglot", "macro_f1"), 3), num(get("mnist_noise", "macro_f1"), 3),
+             num(get("noise", "macro_f1"), 3), num(get("letters", "macro_f1"), 3),
+             "similar: same sets where available, our own noise generation and training"]]
+    rows += [[src, num(v["omniglot"], 3), num(v["mnist_noise"], 3), num(v["noise"], 3), "-", "published"]
+             for src, v in PUBLISHED_CROSR_F1]
+    lines += [table(["source", "Omniglot", "MNIST-Noise", "Noise", "letters", "protocol"], rows), ""]
+    lines += ["### The seeds' figures (MNIST accuracy counts a digit right only if also accepted)", ""]
+    ours = {name: s for name, s in sets.items() if s["available"] and not s["seen_in_training"]}
+    rows = [[f"this run, {n}", pct(m["closed_set_accuracy"]), pct(s["mnist_accuracy"]), pct(s["ood_accuracy"]),
+             pct(s["total_accuracy"]), "similar: the seeds' unknown sets are not all published"] for n, s in ours.items()]
+    rows += [[src, v.get("baseline accuracy", "-"), v["MNIST accuracy"], v["OOD accuracy"], v["total accuracy"],
+              "reported by the seed"] for src, v in SEED_FIGURES]
+    lines += [table(["source", "closed-set acc.", "MNIST acc.", "OOD acc.", "total acc.", "protocol"], rows), ""]
+    lines += ["### Unseen digits: 6 known, 4 unknown classes, AUROC (mean of 5 splits)", ""]
+    ud = m.get("unseen_digits")
+    rows = [["this run", f"{num(ud['auroc_mean'])} +- {num(ud['auroc_std'])}" if ud else
+             "not run (evaluate_osr.py --protocol unseen-digits / make benchmark-osr)",
+             "identical splits; our training recipe" if ud else "-"]]
+    rows += [[src, v if isinstance(v, str) else num(v, 3), "published, same 5 splits"]
+             for src, v in PUBLISHED_UNSEEN_DIGITS_AUROC]
+    lines += [table(["source", "AUROC", "protocol"], rows), ""]
+    return "\n".join(lines)
+
+
+def unseen_digits_section(ud: dict) -> str:
+    rows = [[", ".join(map(str, s["known_classes"])), num(s["closed_set_accuracy"]), num(s["auroc"]),
+             num(s["macro_f1"], 3), pct(s["false_alarm_rate"])] for s in ud["splits"]]
+    rows.append(["mean +- std", "-", f"{num(ud['auroc_mean'])} +- {num(ud['auroc_std'])}",
+                 f"{num(ud['macro_f1_mean'], 3)} +- {num(ud['macro_f1_std'], 3)}", "-"])
+    return "\n".join(["## Unseen-digit protocol", "", "Train on 6 digits, calibrate on their validation images, "
+                      "score the 4 held-out digits of MNIST test as unknown.", "",
+                      table(["known classes", "closed-set acc.", "AUROC", "macro-F1", "false alarms"], rows), ""])
+
+
+def render(m: dict) -> str:
+    cal = m["calibration"]
+    skipped = [f"- **{n}**: {s['reason']}" for n, s in m["sets"].items() if not s["available"]]
+    seen = [n for n, s in m["sets"].items() if s["available"] and s["seen_in_training"]]
+    parts = [
+        "# Open-set evaluation report", "",
+        f"Checkpoint SHA-256 `{m['checkpoint_sha256']}`; known classes {m['known_classes']}; decision score "
+        f"`{cal['score']}`, rule `{cal['rule']}`, target known-acceptance {cal['target_acceptance']} "
+        f"(thresholds: {cal['source']}).", "",
+        f"- **Closed-set accuracy** on {m['n_known']} MNIST test digits: **{pct(m['closed_set_accuracy'])}**",
+        f"- **False-alarm rate** at the calibrated thresholds: **{pct(m['false_alarm_rate'])}** "
+        f"(target {pct(1 - cal['target_acceptance'])})",
+        f"- Sets used in training or tuning (not reported as unseen): {', '.join(seen) if seen else 'none'}", "",
+        "## Unknown sets", "", sets_table(m["sets"]), "",
+    ]
+    if skipped:
+        parts += ["Skipped:", *skipped, ""]
+    parts += ["## Ablation: what each signal contributes (AUROC)", "", ablation_table(m["sets"]), ""]
+    cs = m.get("covariate_shift")
+    if cs:
+        rows = [[n, str(v["n"]), pct(v["accuracy"]), pct(v["rejection_rate"]), pct(v["accuracy_of_accepted"])]
+                for n, v in cs.items()]
+        parts += ["## Covariate shift: known digits, distorted (not unknowns)", "",
+                  "Gaussian noise (std 0.3), rotation up to 30 degrees, and both, on MNIST test.", "",
+                  table(["distortion", "n", "accuracy", "rejected", "accuracy of accepted"], rows), ""]
+    if m.get("unseen_digits"):
+        parts += [unseen_digits_section(m["unseen_digits"])]
+    parts += [DEFINITIONS, "## Pictures", "", pictures(m["sets"]), comparison(m)]
+    return "\n".join(parts) + "\n"

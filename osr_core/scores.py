@@ -1,0 +1,120 @@
+"""Unknown-ness scores. One convention throughout: higher = more unknown.
+
+Each component is a pure function of the network's outputs; `combined` fuses the components
+after standardising each with statistics of the validation split (see calibration.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .models import OSRNet, Outputs
+
+
+def neg_max_softmax(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    return -F.softmax(out.logits, dim=1).max(dim=1).values
+
+
+def entropy(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    logp = F.log_softmax(out.logits, dim=1)
+    return -(logp.exp() * logp).sum(dim=1)
+
+
+def energy(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    """Free energy -logsumexp(logits) (Liu et al. 2020): low for confident knowns."""
+    return -torch.logsumexp(out.logits, dim=1)
+
+
+def neg_max_logit(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    return -out.logits.max(dim=1).values
+
+
+def pixel_recon(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the image and its reconstruction."""
+    return (out.recon - x).pow(2).flatten(1).mean(dim=1)
+
+
+def feature_recon(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the feature autoencoder on the encoder's features."""
+    return (out.feature_recon - out.features).pow(2).mean(dim=1)
+
+
+COMPONENTS = {
+    "max_softmax": neg_max_softmax,
+    "entropy": entropy,
+    "energy": energy,
+    "max_logit": neg_max_logit,
+    "pixel_recon": pixel_recon,
+    "feature_recon": feature_recon,
+}
+# The default decision score: both reconstruction errors and the classifier's uncertainty.
+COMBINED_PARTS = ("pixel_recon", "feature_recon", "energy")
+# Positive, right-skewed errors are standardised on a log scale.
+LOG_SCALED = {"pixel_recon", "feature_recon"}
+SCORE_NAMES = ("combined", *COMPONENTS)
+
+
+@dataclass
+class Scored:
+    """What the network says about a set of images (numpy arrays, one entry per image)."""
+    pred: np.ndarray                                   # predicted class label (from the known classes)
+    components: dict[str, np.ndarray]                  # each component score
+    recon: np.ndarray | None = None                    # (N, 28, 28) reconstructions, if kept
+    features: np.ndarray | None = None                 # (N, latent_dim), if kept
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.pred)
+
+
+@torch.inference_mode()
+def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], device: torch.device,
+                 batch_size: int = 1024, keep_recon: bool = False, keep_features: bool = False,
+                 show_progress: bool = False) -> Scored:
+    """images: float (N, 1, 28, 28) in [0, 1]. Runs the model once and computes every component."""
+    model.eval()
+    classes = torch.tensor(known_classes)
+    preds, recons, feats = [], [], []
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in COMPONENTS}
+    for start in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not show_progress, leave=False):
+        x = images[start:start + batch_size].to(device)
+        out = model(x)
+        preds.append(classes[out.logits.argmax(1).cpu()])
+        for name, fn in COMPONENTS.items():
+            parts[name].append(fn(out, x).float().cpu())
+        if keep_recon:
+            recons.append(out.recon.squeeze(1).cpu())
+        if keep_features:
+            feats.append(out.features.float().cpu())
+    cat = lambda xs, empty: torch.cat(xs).numpy() if xs else empty
+    return Scored(
+        pred=cat(preds, np.zeros(0, dtype=np.int64)),
+        components={name: cat(v, np.zeros(0, dtype=np.float32)) for name, v in parts.items()},
+        recon=cat(recons, np.zeros((0, 28, 28), dtype=np.float32)) if keep_recon else None,
+        features=cat(feats, None) if keep_features else None,
+    )
+
+
+def standardise(values: np.ndarray, name: str, mean: float, std: float) -> np.ndarray:
+    v = np.log(np.maximum(values, 1e-12)) if name in LOG_SCALED else values
+    return (v - mean) / std
+
+
+def normalisation_stats(components: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """Mean and std of each combined part on the (validation) set it is given, on the scale used."""
+    stats = {}
+    for name in COMBINED_PARTS:
+        v = standardise(components[name], name, 0.0, 1.0)
+        stats[name] = (float(v.mean()), float(max(v.std(), 1e-12)))
+    return stats
+
+
+def decision_score(scored: Scored, score: str, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
+    if score != "combined":
+        return scored.components[score]
+    parts = [standardise(scored.components[n], n, *normalisation[n]) for n in COMBINED_PARTS]
+    return np.mean(parts, axis=0)

@@ -1,0 +1,103 @@
+"""Every set the evaluation measures against the known MNIST test digits.
+
+Each set is either available (with images) or unavailable with the reason, so a report can say
+what it skipped instead of silently dropping a row.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import data
+from .cli import UserError
+from .images import load_image_folder
+from .letters import MANIFEST_FILE, read_manifest
+
+log = logging.getLogger("osr")
+
+
+@dataclass
+class UnknownSet:
+    name: str
+    description: str
+    images: torch.Tensor | None = None  # (N, 1, 28, 28) in [0, 1]
+    reason: str = ""                    # why unavailable
+    seen_in_training: bool = False      # outlier exposure or tuning on it: never reported as unseen
+    names: list[str] | None = None      # per-image names for contact sheets (file names), if any
+
+    @property
+    def available(self) -> bool:
+        return self.images is not None and len(self.images) > 0
+
+
+def _attempt(name: str, description: str, load, when_failing: str = "") -> UnknownSet:
+    try:
+        return UnknownSet(name, description, images=load())
+    except UserError as err:
+        return UnknownSet(name, description, reason=str(err))
+    except Exception as err:  # an optional source failing is a row in the report, not a crash
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = f"{when_failing} ({detail})" if when_failing else f"{type(err).__name__}: {detail}"
+        return UnknownSet(name, description, reason=reason)
+
+
+def letter_sets(letters_dir: str | Path) -> list[UnknownSet]:
+    all_desc = f"generated letters A-Z, a-z ({letters_dir})"
+    clean_desc = "generated letters without the glyphs drawn like a digit (O, I, l, Z, S, b, g, q, ...)"
+    try:
+        folder = load_image_folder(letters_dir, ignore=frozenset({MANIFEST_FILE}))
+    except UserError as err:
+        reason = f"{err}; run generate_letters.py"
+        return [UnknownSet("letters", all_desc, reason=reason), UnknownSet("letters_no_digit_like", clean_desc, reason=reason)]
+    manifest = read_manifest(letters_dir)
+    clean = [i for i, f in enumerate(folder.files)
+             if f in manifest and str(manifest[f]["digit_like"]).lower() not in ("1", "true")]
+    letters = UnknownSet("letters", all_desc, images=folder.images, names=folder.files)
+    if not manifest:
+        return [letters, UnknownSet("letters_no_digit_like", clean_desc, reason=f"no manifest.csv in {letters_dir}")]
+    return [letters, UnknownSet("letters_no_digit_like", clean_desc, images=folder.images[clean],
+                                names=[folder.files[i] for i in clean])]
+
+
+def extra_set(name: str, folder: str) -> UnknownSet:
+    description = f"user folder {folder}"
+    try:
+        loaded = load_image_folder(folder)
+    except UserError as err:
+        return UnknownSet(name, description, reason=str(err))
+    return UnknownSet(name, description, images=loaded.images, names=loaded.files)
+
+
+def build_unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int], seed: int,
+                       n_generated: int = 10000, extra: dict[str, str] | None = None) -> list[UnknownSet]:
+    test_images, test_labels = data.load_mnist(data_dir, train=False)
+    digits = data.to_float(test_images)
+    sets = [
+        _attempt("fashion_mnist", "Fashion-MNIST test set (garments)",
+                 lambda: data.to_float(data.load_fashion_mnist_test(data_dir))),
+        *letter_sets(letters_dir),
+        _attempt("noise", "uniform noise in [0, 1]", lambda: data.uniform_noise(n_generated, seed)),
+        _attempt("mnist_noise", "MNIST test digits with background replaced by uniform noise (CROSR)",
+                 lambda: data.mnist_noise(digits[:n_generated], seed)),
+        _attempt("natural_crops", "grayscale crops of scikit-learn's sample photos",
+                 lambda: data.natural_crops(n_generated, seed)),
+        _attempt("cifar10", "CIFAR-10 test set, grayscale 28x28", lambda: data.load_cifar10_test(data_dir),
+                 f"no copy under {data_dir}/cifar-10-batches-py and torchvision's download failed"),
+        _attempt("omniglot", "Omniglot evaluation alphabets, inverted, 28x28",
+                 lambda: data.load_omniglot_evaluation(data_dir),
+                 f"no copy under {data_dir}/omniglot-py and torchvision's download failed"),
+    ]
+    held_out = sorted(set(range(10)) - set(known_classes))
+    if held_out:
+        mask = torch.isin(test_labels, torch.tensor(held_out))
+        sets.append(UnknownSet("held_out_digits", f"MNIST test digits of the classes held out of training {held_out}",
+                               images=digits[mask]))
+    for name, folder in (extra or {}).items():
+        sets.append(extra_set(name, folder))
+    for s in sets:
+        if not s.available:
+            log.warning("unknown set %s unavailable: %s", s.name, s.reason or "no images")
+    return sets

@@ -1,0 +1,45 @@
+"""Shared fixtures: one tiny model trained once per session on a few thousand real MNIST images.
+
+MNIST is obtained (and MD5-verified) into the repository's data/ folder, the same place the
+pipeline uses, so the suite and `make reproduce` share one copy.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA_DIR = str(ROOT / "data")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    from osr_core import data
+    data.ensure_mnist(DATA_DIR)
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, data_dir) -> dict:
+    """train.py (1 epoch, 5000 images) then compute_class_reconstruction_errors.py, via their main()."""
+    import compute_class_reconstruction_errors
+    import train
+
+    root = tmp_path_factory.mktemp("run")
+    paths = {"root": root, "checkpoint": root / "model.pt", "thresholds": root / "reconstruction_errors.txt"}
+    assert train.main(["--epochs", "1", "--train-limit", "5000", "--data-dir", data_dir, "--device", "cpu",
+                       "--out", str(paths["checkpoint"]), "--quiet"]) == 0
+    assert compute_class_reconstruction_errors.main(["--checkpoint", str(paths["checkpoint"]), "--data-dir", data_dir,
+                                                     "--out", str(paths["thresholds"]), "--device", "cpu", "--quiet"]) == 0
+    return paths
+
+
+@pytest.fixture(scope="session")
+def letters_dir(tmp_path_factory) -> Path:
+    import generate_letters
+    folder = tmp_path_factory.mktemp("letters")
+    assert generate_letters.main(["--count", "104", "--out-dir", str(folder), "--quiet"]) == 0
+    return folder

@@ -1,0 +1,160 @@
+"""Each stage script's main([...]) on tiny data, and what bad input gets: one line, exit code 2."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import compute_class_reconstruction_errors
+import evaluate_osr
+import test as test_stage
+import test_letters
+import train
+from osr_core import data
+from osr_core.io import load_checkpoint, save_checkpoint
+
+
+def stage_args(run, **extra) -> list[str]:
+    args = ["--checkpoint", str(run["checkpoint"]), "--thresholds", str(run["thresholds"]), "--device", "cpu", "--quiet"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_checkpoint_records_config_split_and_accuracy(trained_run):
+    ckpt = load_checkpoint(trained_run["checkpoint"])
+    assert ckpt["known_classes"] == list(range(10))
+    assert torch.equal(ckpt["val_indices"], data.validation_indices())
+    assert ckpt["model_config"]["num_classes"] == 10
+    assert 0.9 < ckpt["metrics"]["val_accuracy"] <= 1.0
+
+
+def test_thresholds_file_has_a_row_per_class(trained_run):
+    rows = [l.split() for l in trained_run["thresholds"].read_text().splitlines() if not l.startswith("#")]
+    assert [int(r[0]) for r in rows] == list(range(10))
+    cal = json.loads((trained_run["root"] / "calibration.json").read_text())
+    assert [c["threshold"] for c in cal["classes"]] == [float(r[7]) for r in rows]
+    assert 0.985 <= cal["validation_acceptance"] <= 0.995
+
+
+def test_test_stage_writes_scores_and_replaces_its_dump(trained_run, data_dir, tmp_path, capsys):
+    out = tmp_path / "test"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert test_stage.main([*stage_args(trained_run, out_dir=out, data_dir=data_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "closed-set accuracy" in printed and "false-alarm" in printed
+    header = (out / "scores.csv").read_text().splitlines()[0].split(",")
+    assert header[:7] == ["index", "label", "pred", "score", "threshold", "margin", "is_unknown"]
+    rows = np.genfromtxt(out / "scores.csv", delimiter=",", skip_header=1)
+    assert len(rows) == 10000
+    assert np.allclose(rows[:, 5], rows[:, 3] - rows[:, 4], atol=1e-4)
+    assert ((rows[:, 5] > 0) == (rows[:, 6] == 1)).all()
+    first = sorted(p.name for p in (out / "flagged").iterdir())
+    assert len(first) == int(rows[:, 6].sum()) > 0
+    assert (out / "most_anomalous.png").stat().st_size > 0
+
+    # A stricter calibration flags more; going back must leave exactly the first dump, nothing stale.
+    strict = tmp_path / "strict.txt"
+    assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
+                                                     data_dir, "--target-acceptance", "0.9", "--out", str(strict),
+                                                     "--device", "cpu", "--quiet"]) == 0
+    assert test_stage.main([*stage_args(trained_run, out_dir=out, data_dir=data_dir), "--thresholds", str(strict)]) == 0
+    assert len(list((out / "flagged").iterdir())) > len(first)
+    assert test_stage.main([*stage_args(trained_run, out_dir=out, data_dir=data_dir)]) == 0
+    assert sorted(p.name for p in (out / "flagged").iterdir()) == first
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys, data_dir):
+    missing = tmp_path / "nope.pt"
+    assert test_stage.main(["--checkpoint", str(missing), "--data-dir", data_dir, "--quiet"]) == 2
+    assert str(missing) in one_error_line(capsys)
+
+
+def test_missing_thresholds_is_one_line_and_exit_2(trained_run, tmp_path, capsys):
+    args = stage_args(trained_run, out_dir=tmp_path / "out")
+    args[args.index("--thresholds") + 1] = str(tmp_path / "none.txt")
+    assert test_letters.main(args) == 2
+    assert "none.txt" in one_error_line(capsys)
+
+
+def test_thresholds_of_another_checkpoint_are_refused_and_outputs_kept(trained_run, data_dir, tmp_path, capsys):
+    out = tmp_path / "test"
+    assert test_stage.main(stage_args(trained_run, out_dir=out, data_dir=data_dir)) == 0
+    before = (out / "scores.csv").read_bytes()
+    other = load_checkpoint(trained_run["checkpoint"])
+    other["metrics"] = {**other["metrics"], "note": "another run"}
+    other_path = tmp_path / "other.pt"
+    save_checkpoint(other_path, other)
+    args = stage_args(trained_run, out_dir=out, data_dir=data_dir)
+    args[args.index("--checkpoint") + 1] = str(other_path)
+    assert test_stage.main(args) == 2
+    assert "another checkpoint" in one_error_line(capsys)
+    assert (out / "scores.csv").read_bytes() == before
+
+
+def test_letters_stage_scores_a_folder_and_lists_unreadable_files(trained_run, letters_dir, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    shutil.copytree(letters_dir, folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (folder / "readme.txt").write_text("not an image")
+    out = tmp_path / "letters_test"
+    assert test_letters.main(stage_args(trained_run, letters_dir=folder, out_dir=out)) == 0
+    printed = capsys.readouterr().out
+    assert "flagged unknown" in printed and "per letter" in printed
+    rows = (out / "scores.csv").read_text().splitlines()
+    assert rows[0].startswith("file,pred,score,threshold,margin,is_unknown") and len(rows) == 1 + 104
+    skipped = (out / "skipped.txt").read_text()
+    assert "broken.png" in skipped and "readme.txt" in skipped
+
+
+@pytest.mark.parametrize("content", [None, "text"])
+def test_letters_stage_refuses_a_folder_without_images(trained_run, tmp_path, capsys, content):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    if content:
+        (folder / "a.txt").write_text(content)
+    assert test_letters.main(stage_args(trained_run, letters_dir=folder, out_dir=tmp_path / "o")) == 2
+    assert str(folder) in one_error_line(capsys)
+
+
+def test_no_reachable_mnist_source_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    def unreachable(raw_dir):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(data, "mnist_sources", lambda: [data.Source("nowhere", unreachable)])
+    assert train.main(["--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "m.pt"), "--quiet"]) == 2
+    line = one_error_line(capsys)
+    assert "MNIST" in line and "nowhere" in line
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_evaluate_reports_every_set_and_skips_bad_extras(trained_run, letters_dir, data_dir, tmp_path):
+    out = tmp_path / "osr"
+    args = stage_args(trained_run, out_dir=out, data_dir=data_dir, letters_dir=letters_dir, n_generated=300,
+                      splits_dir=tmp_path / "no_splits")
+    assert evaluate_osr.main([*args, "--no-embeddings", "--extra", f"again={letters_dir}",
+                              "--extra", f"gone={tmp_path / 'missing'}"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["closed_set_accuracy"] > 0.9
+    for name in ("noise", "mnist_noise", "natural_crops", "letters", "letters_no_digit_like", "again"):
+        s = m["sets"][name]
+        assert s["available"] and not s["seen_in_training"]
+        for key in ("n", "auroc", "aupr_in", "aupr_out", "fpr95", "detection_rate", "macro_f1", "oscr",
+                    "total_accuracy", "ablation"):
+            assert key in s, (name, key)
+    assert not m["sets"]["gone"]["available"] and "missing" in m["sets"]["gone"]["reason"]
+    assert m["sets"]["again"]["auroc"] == pytest.approx(m["sets"]["letters"]["auroc"])
+    assert set(m["covariate_shift"]) == {"gaussian_noise", "rotation", "rotation_and_noise"}
+    report = (out / "report.md").read_text()
+    assert "gone" in report and "Skipped" in report and "![ROC curves](roc.png)" in report
+    assert (out / "roc.png").is_file() and (out / "rejected_noise.png").is_file()

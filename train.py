@@ -1,0 +1,113 @@
+"""Stage 1: train the digit classifier jointly with its autoencoders on MNIST.
+
+Usage: python train.py [--epochs 6] [--known-classes 2,4,5,9,8,3] [--out artifacts/model.pt]
+
+Trains on the 60k training images minus the fixed validation split (recorded in the checkpoint,
+the only data later stages calibrate on) and saves the checkpoint atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import torch
+
+from osr_core import cli, data
+from osr_core.io import CHECKPOINT_FORMAT, save_checkpoint
+from osr_core.models import ModelConfig, build_model
+from osr_core.scores import score_images
+from osr_core.training import train_one_epoch
+
+log = logging.getLogger("osr")
+
+
+def parse_classes(text: str) -> list[int]:
+    try:
+        classes = sorted({int(c) for c in text.replace(",", " ").split()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected digits separated by commas, got {text!r}") from None
+    if len(classes) < 2 or not all(0 <= c <= 9 for c in classes):
+        raise argparse.ArgumentTypeError("need at least two distinct digits from 0-9")
+    return classes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--known-classes", type=parse_classes, default=list(range(10)),
+                   help="digits to train on, e.g. 2,4,5,9,8,3 (default: all ten)")
+    p.add_argument("--width", type=int, default=ModelConfig.width, help="channels of the first conv block")
+    p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (quick runs)")
+    p.add_argument("--out", default=cli.DEFAULT_CHECKPOINT)
+    cli.add_common_flags(p, "data_dir", "device", "seed")
+    return p
+
+
+@torch.inference_mode()
+def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[int], device) -> float:
+    scored = score_images(model, data.to_float(images_u8), known, device, batch_size=1024)
+    return float((torch.from_numpy(scored.pred) == labels).float().mean())
+
+
+def run(args: argparse.Namespace) -> int:
+    cli.seed_everything(args.seed)
+    device = cli.resolve_device(args.device)
+    images, labels = data.load_mnist(args.data_dir, train=True)
+    val_idx = data.validation_indices(len(images))
+    known = args.known_classes
+    train_idx = data.train_indices(len(images), val_idx)
+    train_idx = train_idx[torch.isin(labels[train_idx], torch.tensor(known))]
+    if args.train_limit:
+        train_idx = train_idx[:args.train_limit]
+    val_known = val_idx[torch.isin(labels[val_idx], torch.tensor(known))]
+    # Class labels -> output indices 0..K-1.
+    to_target = torch.full((10,), -1, dtype=torch.long)
+    to_target[torch.tensor(known)] = torch.arange(len(known))
+
+    config = ModelConfig(num_classes=len(known), width=args.width)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps = args.epochs * -(-len(train_idx) // args.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=max(steps, 1))
+    generator = torch.Generator().manual_seed(args.seed)
+    log.info("training on %d images of classes %s, validating on %d (device %s)", len(train_idx), known, len(val_known), device)
+
+    history = []
+    started = time.time()
+    for epoch in range(1, args.epochs + 1):
+        stats = train_one_epoch(model, images[train_idx], to_target[labels[train_idx]], optimizer, scheduler,
+                                args.batch_size, device, generator, augment=not args.no_augment, epoch=epoch,
+                                show_progress=cli.progress_enabled(args.quiet))
+        stats["val_accuracy"] = accuracy(model, images[val_known], labels[val_known], known, device)
+        stats["epoch"] = epoch
+        history.append(stats)
+        log.info("epoch %d: loss %.4f  train acc %.4f  val acc %.4f  (%.0fs)", epoch, stats["loss"],
+                 stats["train_accuracy"], stats["val_accuracy"], time.time() - started)
+
+    checkpoint = {
+        "format_version": CHECKPOINT_FORMAT,
+        "model_config": config.to_dict(),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "known_classes": known,
+        "val_indices": val_idx,
+        "train_args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, list, type(None)))},
+        "metrics": {"val_accuracy": history[-1]["val_accuracy"] if history else None, "history": history,
+                    "train_seconds": time.time() - started},
+    }
+    save_checkpoint(args.out, checkpoint)
+    log.info("saved %s", args.out)
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run(run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,14 +11,15 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from osr_core import cli, data
-from osr_core.io import CHECKPOINT_FORMAT, save_checkpoint
+from osr_core.io import CHECKPOINT_FORMAT, atomic_write_bytes, save_checkpoint, torch_bytes
 from osr_core.models import ModelConfig, build_model
 from osr_core.scores import score_images
-from osr_core.training import train_one_epoch
+from osr_core.training import fit_class_gaussians, train_one_epoch
 
 log = logging.getLogger("osr")
 
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--out", default=cli.DEFAULT_CHECKPOINT)
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last finished epoch (state kept in OUT.resume)")
     cli.add_common_flags(p, "data_dir", "device", "seed")
     return p
 
@@ -53,6 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
 def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[int], device) -> float:
     scored = score_images(model, data.to_float(images_u8), known, device, batch_size=1024)
     return float((torch.from_numpy(scored.pred) == labels).float().mean())
+
+
+GAUSSIAN_FIT_IMAGES = 20000  # enough for a 128-d mean and covariance; a pass over all 55k costs twice as long
+RESUME_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "known_classes", "width", "no_augment", "train_limit",
+               "seed")
+
+
+def save_checkpoint_state(path: Path, args, model, optimizer, scheduler, generator, history) -> None:
+    atomic_write_bytes(path, torch_bytes({
+        "args": {k: getattr(args, k) for k in RESUME_KEYS}, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+    }))
+
+
+def restore(path: Path, args, model, optimizer, scheduler, generator) -> tuple[list, int]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise cli.UserError(f"cannot resume from {path}: {str(err).splitlines()[0]}; delete it to start afresh") from err
+    differs = [k for k in RESUME_KEYS if state["args"].get(k) != getattr(args, k)]
+    if differs:
+        raise cli.UserError(f"{path} was started with other settings ({', '.join('--' + k.replace('_', '-') for k in differs)}); "
+                            "use the same flags or delete it to start afresh")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
+    return state["history"], len(state["history"]) + 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,9 +111,13 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     log.info("training on %d images of classes %s, validating on %d (device %s)", len(train_idx), known, len(val_known), device)
 
-    history = []
+    history, first_epoch = [], 1
+    resume_path = Path(f"{args.out}.resume")
+    if args.resume and resume_path.is_file():
+        history, first_epoch = restore(resume_path, args, model, optimizer, scheduler, generator)
+        log.info("resuming after epoch %d from %s", first_epoch - 1, resume_path)
     started = time.time()
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(first_epoch, args.epochs + 1):
         stats = train_one_epoch(model, images[train_idx], to_target[labels[train_idx]], optimizer, scheduler,
                                 args.batch_size, device, generator, augment=not args.no_augment, epoch=epoch,
                                 show_progress=cli.progress_enabled(args.quiet))
@@ -89,7 +126,11 @@ def run(args: argparse.Namespace) -> int:
         history.append(stats)
         log.info("epoch %d: loss %.4f  train acc %.4f  val acc %.4f  (%.0fs)", epoch, stats["loss"],
                  stats["train_accuracy"], stats["val_accuracy"], time.time() - started)
+        if epoch < args.epochs:  # what an interrupted run needs to go on exactly where it stopped
+            save_checkpoint_state(resume_path, args, model, optimizer, scheduler, generator, history)
 
+    gaussian_idx = train_idx[:GAUSSIAN_FIT_IMAGES]
+    fit_class_gaussians(model, images[gaussian_idx], to_target[labels[gaussian_idx]], device)
     checkpoint = {
         "format_version": CHECKPOINT_FORMAT,
         "model_config": config.to_dict(),
@@ -101,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
                     "train_seconds": time.time() - started},
     }
     save_checkpoint(args.out, checkpoint)
+    resume_path.unlink(missing_ok=True)
     log.info("saved %s", args.out)
     return 0
 

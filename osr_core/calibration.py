@@ -44,6 +44,7 @@ class Calibration:
     normalisation: dict[str, tuple[float, float]] = field(default_factory=dict)
     classes: list[ClassStats] = field(default_factory=list)
     validation_acceptance: float | None = None  # measured when calibrating; not kept in the text file
+    header_line: int | None = field(default=None, repr=False)  # where the hash stands in the file read
 
     def thresholds_for(self, pred: np.ndarray) -> np.ndarray:
         lookup = {c.cls: c.threshold for c in self.classes}
@@ -55,6 +56,7 @@ class Calibration:
     def to_json(self) -> dict:
         d = asdict(self)
         d["normalisation"] = {k: list(v) for k, v in self.normalisation.items()}
+        d.pop("header_line")
         return d
 
 
@@ -121,6 +123,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
         raise UserError(f"{path}:1: not a thresholds file of this project (expected {FILE_MAGIC!r}); "
                         "run compute_class_reconstruction_errors.py")
     header: dict[str, str] = {}
+    header_line: dict[str, int] = {}
     normalisation: dict[str, tuple[float, float]] = {}
     rows: list[ClassStats] = []
     for lineno, line in enumerate(lines[1:], start=2):
@@ -137,6 +140,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
                 normalisation[parts[0]] = (_number(parts[1], path, lineno, "mean"), _number(parts[2], path, lineno, "std"))
             else:
                 header[key.strip()] = value.strip()
+                header_line[key.strip()] = lineno
             continue
         cells = line.split()
         if len(cells) != len(COLUMNS):
@@ -151,12 +155,21 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
         if key not in header:
             raise UserError(f"{path}: header line '# {key}: ...' is missing")
     if header["score"] not in SCORE_NAMES:
-        raise UserError(f"{path}: unknown score {header['score']!r}")
+        raise UserError(f"{path}:{header_line['score']}: unknown score {header['score']!r}")
+    if header["rule"] not in RULES:
+        raise UserError(f"{path}:{header_line['rule']}: unknown rule {header['rule']!r} (one of {', '.join(RULES)})")
+    seen = set()
+    for c in rows:
+        if c.cls in seen:
+            raise UserError(f"{path}: class {c.cls} has more than one row")
+        seen.add(c.cls)
     if header["score"] == "combined" and set(normalisation) != set(COMBINED_PARTS):
         raise UserError(f"{path}: the combined score needs 'normalise:' lines for {', '.join(COMBINED_PARTS)}")
-    param = None if header["rule_param"] == "none" else _number(header["rule_param"], path, 0, "rule_param")
-    return Calibration(header["checkpoint_sha256"], header["score"], header["rule"], param,
-                       _number(header["target_acceptance"], path, 0, "target_acceptance"), normalisation, rows)
+    param = (None if header["rule_param"] == "none"
+             else _number(header["rule_param"], path, header_line["rule_param"], "rule_param"))
+    target = _number(header["target_acceptance"], path, header_line["target_acceptance"], "target_acceptance")
+    return Calibration(header["checkpoint_sha256"], header["score"], header["rule"], param, target, normalisation,
+                       rows, header_line=header_line["checkpoint_sha256"])
 
 
 def read_thresholds(path: str | Path, checkpoint_sha256: str, known_classes: list[int]) -> Calibration:
@@ -170,7 +183,7 @@ def read_thresholds(path: str | Path, checkpoint_sha256: str, known_classes: lis
         raise UserError(f"cannot read thresholds file {path}: {err}") from err
     cal = parse_thresholds(text, path)
     if cal.checkpoint_sha256 != checkpoint_sha256:
-        raise UserError(f"{path} was calibrated for another checkpoint (SHA-256 {cal.checkpoint_sha256[:12]}..., "
+        raise UserError(f"{path}:{cal.header_line}: calibrated for another checkpoint (SHA-256 {cal.checkpoint_sha256[:12]}..., "
                         f"this one is {checkpoint_sha256[:12]}...); re-run compute_class_reconstruction_errors.py")
     missing = set(known_classes) - {c.cls for c in cal.classes}
     if missing:

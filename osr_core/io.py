@@ -81,12 +81,16 @@ def require_file(path: str | Path, what: str, fix: str) -> Path:
     return path
 
 
+def torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
     missing = set(CHECKPOINT_KEYS) - set(checkpoint)
     assert not missing, f"checkpoint lacks {missing}"
-    buf = io.BytesIO()
-    torch.save(checkpoint, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, torch_bytes(checkpoint))
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -94,9 +98,11 @@ def load_checkpoint(path: str | Path) -> dict:
     path = require_file(path, "checkpoint", "run train.py first or pass --checkpoint")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"refusing to load {path}: not a plain-weights checkpoint of this project ({first_line})") from err
+    except pickle.UnpicklingError as err:
+        raise UserError(f"refusing to load {path}: it holds objects that would run code when loaded, "
+                        "which a checkpoint of this project never does") from err
+    except Exception as err:  # torch's loader fails in many ways on a file that is not a checkpoint
+        raise UserError(f"cannot load {path}: not a checkpoint of this project ({type(err).__name__})") from err
     if not isinstance(checkpoint, dict) or checkpoint.get("format_version") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a checkpoint of this project (format_version {CHECKPOINT_FORMAT} expected)")
     missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint]
@@ -140,22 +146,37 @@ class StageOutputs:
     def write_json(self, relative: str, obj: Any) -> Path:
         return self.write_text(relative, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
-    def previous(self) -> list[str]:
+    def previous(self) -> list[Path]:
+        """What the last run wrote, as paths; entries that could lead outside the folder are dropped."""
         manifest = self.out_dir / MANIFEST_NAME
         try:
             names = json.loads(manifest.read_text())
         except (OSError, ValueError):
             return []
-        return [n for n in names if isinstance(n, str)]
+        return [self.out_dir / n for n in names if isinstance(n, str) and self._inside(n)]
+
+    def _inside(self, relative: str) -> bool:
+        """True for a relative path whose every folder below out_dir is a real folder, not a link."""
+        rel = Path(relative)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            return False
+        folder = self.out_dir
+        for part in rel.parts[:-1]:
+            folder = folder / part
+            if folder.is_symlink():
+                return False
+        return True
 
     def finish(self) -> None:
-        keep = set(self.written)
-        for name in self.previous():
-            target = self.out_dir / name
-            # Only plain files inside the folder that we wrote last time are ever removed.
-            if name not in keep and ".." not in Path(name).parts and target.is_file() and not target.is_symlink():
+        keep = {self.out_dir / n for n in self.written}
+        stale = [p for p in self.previous() if p not in keep]
+        for target in stale:
+            if target.is_file() and not target.is_symlink():
                 target.unlink()
-        for folder in sorted({(self.out_dir / n).parent for n in self.previous()}, reverse=True):
-            if folder != self.out_dir and folder.is_dir() and not any(folder.iterdir()):
+        # Folders emptied by that, up to (not including) out_dir itself.
+        for target in stale:
+            folder = target.parent
+            while folder != self.out_dir and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                 folder.rmdir()
-        atomic_write_text(self.out_dir / MANIFEST_NAME, json.dumps(sorted(keep), indent=0) + "\n")
+                folder = folder.parent
+        atomic_write_text(self.out_dir / MANIFEST_NAME, json.dumps(sorted(set(self.written)), indent=0) + "\n")

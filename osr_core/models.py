@@ -38,6 +38,7 @@ class Outputs(NamedTuple):
     recon: torch.Tensor          # (B, 1, 28, 28) in [0, 1]
     features: torch.Tensor       # (B, latent_dim)
     feature_recon: torch.Tensor  # (B, latent_dim)
+    class_distance: torch.Tensor  # (B,) squared Mahalanobis distance to the nearest class mean
 
 
 def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -66,12 +67,22 @@ class OSRNet(nn.Module):
         self.feature_ae = nn.Sequential(
             nn.Linear(d, config.feature_code_dim), nn.ReLU(inplace=True), nn.Linear(config.feature_code_dim, d),
         )
+        # Class-conditional Gaussians of the features with a shared covariance, fitted on the training split
+        # after training (training.fit_class_gaussians): distance = ||(f - mean_c) @ whitening||^2.
+        self.register_buffer("class_means", torch.zeros(config.num_classes, d))
+        self.register_buffer("whitening", torch.zeros(d, d))
+
+    def class_distance(self, features: torch.Tensor) -> torch.Tensor:
+        white = features @ self.whitening                                # (B, d)
+        means = self.class_means @ self.whitening                         # (K, d)
+        return torch.cdist(white, means).pow(2).min(dim=1).values         # (B,)
 
     def forward(self, x: torch.Tensor) -> Outputs:
         """x: (B, 1, 28, 28) in [0, 1]."""
         features = self.encoder((x - MNIST_MEAN) / MNIST_STD)
         # The feature autoencoder models the features without shaping them: no gradient flows back.
-        return Outputs(self.classifier(features), self.decoder(features), features, self.feature_ae(features.detach()))
+        return Outputs(self.classifier(features), self.decoder(features), features, self.feature_ae(features.detach()),
+                       self.class_distance(features))
 
 
 def build_model(config: ModelConfig) -> OSRNet:

@@ -43,6 +43,11 @@ def feature_recon(out: Outputs, x: torch.Tensor) -> torch.Tensor:
     return (out.feature_recon - out.features).pow(2).mean(dim=1)
 
 
+def mahalanobis(out: Outputs, x: torch.Tensor) -> torch.Tensor:
+    """Squared Mahalanobis distance of the features to the nearest class mean (Lee et al. 2018)."""
+    return out.class_distance
+
+
 COMPONENTS = {
     "max_softmax": neg_max_softmax,
     "entropy": entropy,
@@ -50,11 +55,12 @@ COMPONENTS = {
     "max_logit": neg_max_logit,
     "pixel_recon": pixel_recon,
     "feature_recon": feature_recon,
+    "mahalanobis": mahalanobis,
 }
 # The default decision score: both reconstruction errors and the classifier's uncertainty.
 COMBINED_PARTS = ("pixel_recon", "feature_recon", "energy")
 # Positive, right-skewed errors are standardised on a log scale.
-LOG_SCALED = {"pixel_recon", "feature_recon"}
+LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
 SCORE_NAMES = ("combined", *COMPONENTS)
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .models import OSRNet, Outputs
+from .models import MNIST_MEAN, MNIST_STD, OSRNet, Outputs
 
 PIXEL_LOSS_WEIGHT = 1.0
 FEATURE_LOSS_WEIGHT = 1.0
@@ -68,3 +68,25 @@ def train_one_epoch(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, 
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
     return {"loss": total_loss / seen, "train_accuracy": correct / seen}
+
+
+@torch.inference_mode()
+def fit_class_gaussians(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
+                        batch_size: int = 1024, ridge: float = 1e-3) -> None:
+    """Class means and the shared feature covariance (as a whitening matrix), from un-augmented images.
+
+    images: uint8 (N, 28, 28); targets: class indices 0..K-1. Stored as model buffers, so they travel
+    in the checkpoint's state_dict.
+    """
+    model.eval()
+    feats = torch.cat([model.encoder((images[i:i + batch_size].unsqueeze(1).float().div(255).to(device) - MNIST_MEAN)
+                                     / MNIST_STD).double().cpu() for i in range(0, len(images), batch_size)])
+    k = model.class_means.shape[0]
+    means = torch.stack([feats[targets == c].mean(0) for c in range(k)])           # (K, d)
+    centred = feats - means[targets]
+    cov = centred.T @ centred / len(feats)
+    cov += ridge * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)  # keeps it invertible
+    chol = torch.linalg.cholesky(cov)                                                # cov = L L^T
+    whitening = torch.linalg.inv(chol).T                                             # ||(f-m) L^-T||^2 = Mahalanobis
+    model.class_means.copy_(means.float())
+    model.whitening.copy_(whitening.float())

@@ -1,0 +1,267 @@
+"""io.py: atomic writes, output folders a re-run replaces (and nothing else), and checkpoints that
+can never run code when loaded."""
+import errno
+import json
+import os
+import pickle
+import stat
+
+import pytest
+import torch
+
+from osr_core import io as osr_io
+from osr_core.cli import UserError
+from osr_core.io import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, MANIFEST_NAME, StageOutputs
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# ----------------------------------------------------------------------------------- atomic writes
+def test_atomic_write_leaves_no_temp_file_and_usual_permissions(tmp_path):
+    target = tmp_path / "sub" / "out.bin"
+    osr_io.atomic_write_bytes(target, b"first")
+    osr_io.atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert os.listdir(target.parent) == ["out.bin"]
+    with open(tmp_path / "plain.bin", "wb") as f:  # what any ordinary write would give
+        f.write(b"x")
+    assert _mode(target) == _mode(tmp_path / "plain.bin")
+    assert _mode(target) != 0o600 or _mode(tmp_path / "plain.bin") == 0o600
+
+
+def test_atomic_write_gets_the_umask_permissions_even_under_a_strict_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        osr_io.atomic_write_bytes(tmp_path / "a.bin", b"x")
+        with open(tmp_path / "b.bin", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "a.bin") == _mode(tmp_path / "b.bin") == 0o640
+
+
+def test_failed_write_keeps_the_old_file_and_removes_the_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"old content")
+
+    def failing_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(UserError, match="No space left on device") as info:
+        osr_io.atomic_write_bytes(target, b"new content that never lands")
+    assert str(target) in str(info.value)
+    assert target.read_bytes() == b"old content"
+    assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+
+
+def test_write_into_an_unusable_folder_is_a_user_error(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write to"):
+        osr_io.atomic_write_bytes(tmp_path / "a_file" / "out.txt", b"x")
+
+
+# ----------------------------------------------------------------------------------- StageOutputs
+def _run(out_dir, files):
+    outputs = StageOutputs(out_dir)
+    for name in files:
+        outputs.write_text(name, f"{name}\n")
+    outputs.finish()
+
+
+def _manifest(out_dir):
+    return json.loads((out_dir / MANIFEST_NAME).read_text())
+
+
+def test_rerun_replaces_the_stage_outputs_and_keeps_the_users_files(tmp_path):
+    out = tmp_path / "out"
+    _run(out, ["a.txt", "b.txt", "sub/c.txt"])
+    assert _manifest(out) == ["a.txt", "b.txt", "sub/c.txt"]
+    (out / "keep.txt").write_text("mine")
+    (out / "sub" / "other.txt").write_text("mine too")
+
+    _run(out, ["a.txt"])
+    assert (out / "a.txt").read_text() == "a.txt\n"
+    assert not (out / "b.txt").exists() and not (out / "sub" / "c.txt").exists()
+    assert (out / "keep.txt").read_text() == "mine"
+    assert (out / "sub" / "other.txt").read_text() == "mine too"
+    assert _manifest(out) == ["a.txt"]
+
+
+def test_rerun_removes_a_subfolder_it_emptied(tmp_path):
+    out = tmp_path / "out"
+    _run(out, ["a.txt", "sub/c.txt"])
+    _run(out, ["a.txt"])
+    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt"]
+
+
+def test_rerun_removes_nested_subfolders_it_emptied(tmp_path):
+    out = tmp_path / "out"
+    _run(out, ["a.txt", "deep/er/c.txt"])
+    _run(out, ["a.txt"])
+    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt"]
+
+
+def _plant_manifest(out, names):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_NAME).write_text(json.dumps(names))
+
+
+def test_manifest_entry_with_dotdot_is_never_deleted(tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "x").write_text("outside")
+    _plant_manifest(out, ["../x", "a.txt"])
+    (out / "a.txt").write_text("stale")
+    _run(out, [])
+    assert (tmp_path / "x").read_text() == "outside"
+    assert not (out / "a.txt").exists()  # the legitimate stale entry is still removed
+
+
+def test_absolute_manifest_entry_is_never_deleted(tmp_path):
+    out, victim = tmp_path / "out", tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("outside")
+    (victim.parent / "other.txt").write_text("keeps the folder non-empty")
+    _plant_manifest(out, [str(victim)])
+    _run(out, [])
+    assert victim.exists()
+
+
+def test_dotdot_manifest_entry_never_removes_an_outside_folder(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "empty"
+    outside.mkdir()
+    _plant_manifest(out, ["../empty/x"])
+    _run(out, [])
+    assert outside.is_dir()
+
+
+def test_manifest_entry_through_a_symlinked_folder_is_never_deleted(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "victim.txt").write_text("outside")
+    (elsewhere / "other.txt").write_text("keeps the folder non-empty")
+    _plant_manifest(out, ["link/victim.txt"])
+    os.symlink(elsewhere, out / "link")
+    _run(out, [])
+    assert (elsewhere / "victim.txt").exists()
+
+
+def test_stale_entry_under_a_symlink_to_an_empty_folder_does_not_crash(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _plant_manifest(out, ["link/gone.txt"])
+    os.symlink(elsewhere, out / "link")
+    _run(out, ["a.txt"])
+    assert _manifest(out) == ["a.txt"]
+
+
+def test_a_corrupt_manifest_deletes_nothing(tmp_path):
+    out = tmp_path / "out"
+    _plant_manifest(out, [])
+    (out / MANIFEST_NAME).write_text("{not json")
+    (out / "a.txt").write_text("user")
+    _run(out, ["b.txt"])
+    assert (out / "a.txt").read_text() == "user"
+    assert _manifest(out) == ["b.txt"]
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+def _checkpoint():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    return {
+        "format_version": CHECKPOINT_FORMAT,
+        "model_config": {"arch": "cnn", "width": 4, "latent_dim": 8, "dropout": 0.2},
+        "state_dict": layer.state_dict(),
+        "known_classes": [3, 5, 7],
+        "val_indices": torch.tensor([1, 4, 9]),
+        "train_args": {"epochs": 2, "lr": 1e-3, "data_dir": "data"},
+        "metrics": {"val_accuracy": 0.875, "history": [0.5, 0.75]},
+    }
+
+
+def test_checkpoint_round_trip(tmp_path):
+    ckpt = _checkpoint()
+    assert set(ckpt) == set(CHECKPOINT_KEYS)
+    path = tmp_path / "model.pt"
+    osr_io.save_checkpoint(path, ckpt)
+    back = osr_io.load_checkpoint(path)
+    assert set(back) == set(CHECKPOINT_KEYS)
+    for key in ("format_version", "model_config", "known_classes", "train_args", "metrics"):
+        assert back[key] == ckpt[key], key
+    assert torch.equal(back["val_indices"], ckpt["val_indices"])
+    assert back["state_dict"].keys() == ckpt["state_dict"].keys()
+    assert all(torch.equal(back["state_dict"][k], v) for k, v in ckpt["state_dict"].items())
+    assert os.listdir(tmp_path) == ["model.pt"]
+
+
+def test_save_checkpoint_refuses_an_incomplete_checkpoint(tmp_path):
+    ckpt = _checkpoint()
+    del ckpt["metrics"]
+    with pytest.raises(AssertionError):  # a bug in our code, not a user error
+        osr_io.save_checkpoint(tmp_path / "model.pt", ckpt)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_load_checkpoint_missing_file(tmp_path):
+    with pytest.raises(UserError, match="checkpoint not found"):
+        osr_io.load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("text", [
+    "x\n",
+    "{}\n",
+    "# osr per-class thresholds v1\n",
+    "this is not a checkpoint\n",
+    "hello\n",
+])
+def test_load_checkpoint_text_file(tmp_path, text):
+    path = tmp_path / "model.pt"
+    path.write_text(text)
+    with pytest.raises(UserError, match="not a checkpoint of this project|refusing to load") as info:
+        osr_io.load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)  # never advise the unsafe way out
+
+
+def test_load_checkpoint_without_format_version(tmp_path):
+    ckpt = _checkpoint()
+    del ckpt["format_version"]
+    path = tmp_path / "model.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="format_version"):
+        osr_io.load_checkpoint(path)
+
+
+def test_load_checkpoint_missing_a_key(tmp_path):
+    ckpt = _checkpoint()
+    del ckpt["val_indices"]
+    path = tmp_path / "model.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="val_indices"):
+        osr_io.load_checkpoint(path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, how):
+    marker = tmp_path / "pwned"
+    payload = {"format_version": CHECKPOINT_FORMAT, "state_dict": _Exploit(marker)}
+    path = tmp_path / "model.pt"
+    if how == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    assert b"system" in path.read_bytes()  # the payload is there: plain unpickling would run it
+    with pytest.raises(UserError, match="not a checkpoint of this project|refusing to load") as info:
+        osr_io.load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value)  # never advise the unsafe way out
+    assert not marker.exists()

@@ -64,6 +64,10 @@ benchmark-osr: install data
 	  --thresholds $(ART)/reconstruction_errors.txt --letters-dir $(ART)/letters --out-dir $(ART)/osr \
 	  --splits-dir $(ART)/unseen_digits --device $(DEVICE)
 
+# Where time and memory go: training and scoring throughput against bare loops, and every stage's cost.
+bench: install data
+	$(RUN) benchmarks/bench.py
+
 clean:
 	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \
 	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits

@@ -21,7 +21,7 @@ import compute_class_reconstruction_errors
 import train
 from osr_core import cli, data
 from osr_core.calibration import DEFAULT_RULE_PARAM
-from osr_core.evaluation import covariate_shift, evaluate
+from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, load_checkpoint, write_json
 from osr_core.pipeline import calibrate_on_validation, load_calibration, load_trained
 from osr_core.report import render
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra folder of unknown images (repeatable)")
     p.add_argument("--n-generated", type=int, default=10000, help="images per generated set (noise, crops, ...)")
     p.add_argument("--no-embeddings", action="store_true", help="skip the t-SNE and PCA pictures")
+    p.add_argument("--bootstrap", type=int, default=200, help="resamples for the AUROC intervals (default: %(default)s)")
     p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
     p.add_argument("--splits-dir", default="artifacts/unseen_digits",
                    help="checkpoints and summary of the unseen-digit protocol (default: %(default)s)")
@@ -91,7 +92,8 @@ def run_unseen_digits(args: argparse.Namespace) -> dict:
         images, labels = known_test_digits(args.data_dir, trained.known_classes)
         held_out = [s for s in build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed,
                                                   n_generated=0) if s.name == "held_out_digits"]
-        result = evaluate(trained, cal, images, labels, held_out, args.seed, args.batch_size, outputs=None)
+        result = evaluate(trained, cal, images, labels, held_out, args.seed, args.batch_size, outputs=None,
+                          n_boot=args.bootstrap)
         s = result["sets"]["held_out_digits"]
         splits.append({"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
                        "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
@@ -111,14 +113,17 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal, cal_source = calibration_for(trained, args)
     images, labels = known_test_digits(args.data_dir, trained.known_classes)
+    proxy, fusion_normalisation = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
     sets = build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
                               dict(args.extra))
     outputs = StageOutputs(args.out_dir)
-    result = evaluate(trained, cal, images, labels, sets, args.seed, args.batch_size, outputs,
-                      with_embeddings=not args.no_embeddings)
+    result = evaluate(trained, cal, images, labels, [proxy, *sets], args.seed, args.batch_size, outputs,
+                      with_embeddings=not args.no_embeddings, fusion_normalisation=fusion_normalisation,
+                      n_boot=args.bootstrap)
     result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
     metrics = {
         "checkpoint_sha256": trained.sha256,
+        "bootstrap_resamples": args.bootstrap,
         "known_classes": trained.known_classes,
         "calibration": {"score": cal.score, "rule": cal.rule, "rule_param": cal.rule_param,
                         "target_acceptance": cal.target_acceptance, "source": cal_source},

@@ -48,7 +48,7 @@ def add_common_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         "letters_dir": ("--letters-dir", dict(default=DEFAULT_LETTERS_DIR, help="folder of images (default: %(default)s)")),
         "device": ("--device", dict(default="auto", choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")),
         "seed": ("--seed", dict(type=int, default=0, help="random seed (default: %(default)s)")),
-        "batch_size": ("--batch-size", dict(type=int, default=1024, help="(default: %(default)s)")),
+        "batch_size": ("--batch-size", dict(type=int, default=256, help="images per batch (default: %(default)s)")),
     }
     for name in names:
         flag, kwargs = specs[name]

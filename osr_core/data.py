@@ -78,6 +78,14 @@ def bad_files(raw_dir: Path, expected: dict[str, str]) -> list[str]:
             if not (raw_dir / name).is_file() or md5_file(raw_dir / name) != md5]
 
 
+def remove_unverified(raw_dir: Path, expected: dict[str, str]) -> None:
+    """Deletes what a failed source left of the expected files (a half-finished download), and their
+    compressed copies, so the next source starts clean and nothing corrupt is ever loaded."""
+    for name in bad_files(raw_dir, expected):
+        for leftover in (raw_dir / name, raw_dir / f"{name}.gz"):
+            leftover.unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------------- sources
 @dataclass
 class Source:
@@ -137,12 +145,14 @@ def ensure_raw_files(raw_dir: Path, expected: dict[str, str], sources: list[Sour
             source.fetch(raw_dir)
         except Exception as err:  # any failure of one source just moves on to the next
             tried.append(f"{source.name} ({type(err).__name__})")
+            remove_unverified(raw_dir, expected)
             continue
         bad = bad_files(raw_dir, expected)
         if not bad:
             log.info("%s: verified raw files in %s (source: %s)", what, raw_dir, source.name)
             return source.name
         tried.append(f"{source.name} (missing or MD5 mismatch: {', '.join(bad)})")
+        remove_unverified(raw_dir, expected)
     raise UserError(f"{what} could not be obtained into {raw_dir}; tried {'; '.join(tried)}. {how}")
 
 

@@ -9,7 +9,8 @@ import torch
 from . import data, metrics, plots
 from .calibration import Calibration
 from .io import StageOutputs
-from .pipeline import Decisions, Trained, decide
+from .pipeline import Decisions, Trained, decide, validation_images
+from .scores import FUSIONS, fuse, normalisation_stats, score_images
 from .unknown_sets import UnknownSet
 
 log = logging.getLogger("osr")
@@ -17,10 +18,24 @@ SHEET_SIZE = 32
 EMBED_KNOWN, EMBED_PER_SET = 1500, 300
 
 
-def ablation(known: Decisions, unknown: Decisions) -> dict[str, float]:
-    """AUROC of each score component alone, beside the combined decision margin."""
+def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int) -> tuple[UnknownSet, dict]:
+    """From the validation split alone: the proxy unknowns the score was chosen on, and the statistics
+    that standardise every component for the fusion rows of the ablation."""
+    images, labels = validation_images(trained, data_dir)
+    scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size)
+    proxy = UnknownSet("validation_proxy", "chimeras and tile-shuffled digits made from the validation split; "
+                       "used to choose the score, so not unseen", data.validation_proxy_unknowns(images, labels, seed),
+                       seen_in_training=True)
+    return proxy, normalisation_stats(scored.components, names=list(scored.components))
+
+
+def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
+    """AUROC of each score component alone and of each candidate fusion, beside the decision margin."""
     rows = {name: metrics.auroc(known.scored.components[name], unknown.scored.components[name])
             for name in known.scored.components}
+    for name, (how, parts) in FUSIONS.items() if fusion_normalisation else ():
+        rows[name] = metrics.auroc(fuse(known.scored, how, parts, fusion_normalisation),
+                                   fuse(unknown.scored, how, parts, fusion_normalisation))
     rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
     return rows
 
@@ -67,7 +82,7 @@ def embeddings(known: Decisions, known_labels: np.ndarray, unknowns: dict[str, D
 
 def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, known_labels: np.ndarray,
              sets: list[UnknownSet], seed: int, batch_size: int, outputs: StageOutputs | None,
-             with_embeddings: bool = True) -> dict:
+             with_embeddings: bool = True, fusion_normalisation: dict | None = None, n_boot: int = 200) -> dict:
     """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only)."""
     classes = trained.known_classes
     known = decide(trained, cal, known_images, batch_size, keep_recon=outputs is not None, keep_features=True)
@@ -87,8 +102,8 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
         d = decide(trained, cal, s.images, batch_size, keep_recon=outputs is not None, keep_features=True)
         scored_sets[s.name] = d
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
-                                         classes, seed))
-        entry["ablation"] = ablation(known, d)
+                                         classes, seed, n_boot))
+        entry["ablation"] = ablation(known, d, fusion_normalisation)
         result["sets"][s.name] = entry
         log.info("%-22s n=%-6d AUROC %.4f  detection %.3f  macro-F1 %.3f", s.name, entry["n"], entry["auroc"],
                  entry["detection_rate"], entry["macro_f1"])

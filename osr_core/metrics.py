@@ -87,12 +87,13 @@ def open_confusion_matrix(known_labels, known_pred, known_margin, unknown_pred, 
 
 
 def set_metrics(known_labels: np.ndarray, known_pred: np.ndarray, known_margin: np.ndarray,
-                unknown_pred: np.ndarray, unknown_margin: np.ndarray, classes: list[int], seed: int = 0) -> dict:
+                unknown_pred: np.ndarray, unknown_margin: np.ndarray, classes: list[int], seed: int = 0,
+                n_boot: int = 200) -> dict:
     """Every per-set figure of the report for one unknown set against the known test set."""
     known_correct = known_pred == known_labels
     known_accepted = known_margin <= 0
     unknown_rejected = unknown_margin > 0
-    lo, hi = bootstrap_auroc_ci(known_margin, unknown_margin, seed=seed)
+    lo, hi = bootstrap_auroc_ci(known_margin, unknown_margin, n_boot=n_boot, seed=seed)
     return {
         "n": int(len(unknown_margin)),
         "auroc": auroc(known_margin, unknown_margin),

@@ -79,14 +79,16 @@ class OSRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Outputs:
         """x: (B, 1, 28, 28) in [0, 1]."""
-        features = self.encoder((x - MNIST_MEAN) / MNIST_STD)
+        # channels_last runs the convolutions 15-40% faster on CPU (oneDNN's native layout).
+        x = ((x - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
+        features = self.encoder(x)
         # The feature autoencoder models the features without shaping them: no gradient flows back.
         return Outputs(self.classifier(features), self.decoder(features), features, self.feature_ae(features.detach()),
                        self.class_distance(features))
 
 
 def build_model(config: ModelConfig) -> OSRNet:
-    return OSRNet(config)
+    return OSRNet(config).to(memory_format=torch.channels_last)
 
 
 def model_from_checkpoint(checkpoint: dict, device: torch.device) -> OSRNet:

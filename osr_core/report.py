@@ -11,7 +11,7 @@ checkpoint's known classes; each unknown set is measured against all of them.
 
 - **Closed-set accuracy**: fraction of known test digits whose predicted class is right (rejection ignored).
 - **AUROC**: area under the ROC curve, unknowns as positives (scikit-learn `roc_auc_score`); 95% interval from
-  200 bootstrap resamples of knowns and unknowns.
+  {n_boot} bootstrap resamples of knowns and unknowns.
 - **AUPR-in / AUPR-out**: average precision with knowns / unknowns as the positive class.
 - **FPR95**: fraction of unknowns accepted at the threshold that accepts 95% of knowns (ODIN's definition).
 - **Detection rate / false-alarm rate**: unknowns rejected / knowns rejected at the calibrated thresholds.
@@ -21,8 +21,10 @@ checkpoint's known classes; each unknown set is measured against all of them.
   the fraction of unknowns accepted, as the acceptance threshold sweeps (Dhamija et al. 2018).
 - **Seeds' figures**: *MNIST accuracy* = knowns classified right and accepted; *OOD accuracy* = unknowns
   rejected; *total accuracy* = both counted together over all knowns plus all unknowns of the set.
-- **Ablation**: AUROC of each score component alone (each oriented so higher = more unknown), beside the margin
-  of the combined decision score.
+- **Ablation**: AUROC of each score component alone (each oriented so higher = more unknown), of candidate
+  fusions (z-scores standardised with validation statistics, then averaged or maxed), and of the decision
+  margin. The default `combined` score is the fusion that did best on `validation_proxy`, unknowns made from
+  the validation split alone (digit chimeras and tile-shuffled digits); the other columns played no part in it.
 """
 
 # Published figures, each with its source and how its protocol compares to ours.
@@ -69,7 +71,7 @@ def sets_table(sets: dict) -> str:
         if not s["available"]:
             rows.append([f"{name}", "unavailable: " + s["reason"].replace("|", "/")] + ["-"] * 9)
             continue
-        seen = " (seen in training)" if s["seen_in_training"] else ""
+        seen = " (seen in training/tuning: not unseen)" if s["seen_in_training"] else ""
         ci = s["auroc_ci95"]
         rows.append([f"{name}{seen}", str(s["n"]), f"{num(s['auroc'])} [{num(ci[0])}, {num(ci[1])}]",
                      num(s["aupr_in"]), num(s["aupr_out"]), pct(s["fpr95"]), pct(s["detection_rate"]),
@@ -142,6 +144,8 @@ def render(m: dict) -> str:
     cal = m["calibration"]
     skipped = [f"- **{n}**: {s['reason']}" for n, s in m["sets"].items() if not s["available"]]
     seen = [n for n, s in m["sets"].items() if s["available"] and s["seen_in_training"]]
+    unseen = [n for n, s in m["sets"].items() if s["available"] and not s["seen_in_training"]]
+    mean_auroc = sum(m["sets"][n]["auroc"] for n in unseen) / len(unseen) if unseen else None
     parts = [
         "# Open-set evaluation report", "",
         f"Checkpoint SHA-256 `{m['checkpoint_sha256']}`; known classes {m['known_classes']}; decision score "
@@ -150,7 +154,9 @@ def render(m: dict) -> str:
         f"- **Closed-set accuracy** on {m['n_known']} MNIST test digits: **{pct(m['closed_set_accuracy'])}**",
         f"- **False-alarm rate** at the calibrated thresholds: **{pct(m['false_alarm_rate'])}** "
         f"(target {pct(1 - cal['target_acceptance'])})",
-        f"- Sets used in training or tuning (not reported as unseen): {', '.join(seen) if seen else 'none'}", "",
+        f"- Mean AUROC over the {len(unseen)} unseen sets ({', '.join(unseen)}): **{num(mean_auroc)}**",
+        f"- Sets used in training or tuning (not reported as unseen, left out of the mean): "
+        f"{', '.join(seen) if seen else 'none'}", "",
         "## Unknown sets", "", sets_table(m["sets"]), "",
     ]
     if skipped:
@@ -165,5 +171,5 @@ def render(m: dict) -> str:
                   table(["distortion", "n", "accuracy", "rejected", "accuracy of accepted"], rows), ""]
     if m.get("unseen_digits"):
         parts += [unseen_digits_section(m["unseen_digits"])]
-    parts += [DEFINITIONS, "## Pictures", "", pictures(m["sets"]), comparison(m)]
+    parts += [DEFINITIONS.format(n_boot=m["bootstrap_resamples"]), "## Pictures", "", pictures(m["sets"]), comparison(m)]
     return "\n".join(parts) + "\n"

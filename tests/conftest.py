@@ -43,3 +43,19 @@ def letters_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("letters")
     assert generate_letters.main(["--count", "104", "--out-dir", str(folder), "--quiet"]) == 0
     return folder
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(trained_run, letters_dir, data_dir, tmp_path_factory) -> dict:
+    """evaluate_osr.py once on the tiny model, with a bad --extra folder among good ones."""
+    import evaluate_osr
+
+    root = tmp_path_factory.mktemp("eval")
+    out = root / "osr"
+    args = ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
+            "--data-dir", data_dir, "--letters-dir", str(letters_dir), "--out-dir", str(out), "--device", "cpu",
+            "--quiet", "--n-generated", "500", "--bootstrap", "20", "--no-embeddings",
+            "--splits-dir", str(root / "no_splits"), "--extra", f"again={letters_dir}",
+            "--extra", f"gone={root / 'missing'}"]
+    assert evaluate_osr.main(args) == 0
+    return {"out": out, "missing": root / "missing"}

@@ -66,7 +66,7 @@ def test_small_class_borrows_the_pooled_threshold_and_absent_class_gets_n_0():
 
 # ----------------------------------------------------------------------------------- the file
 def _calibration(score="combined"):
-    normalisation = {"pixel_recon": (-4.25, 0.5), "feature_recon": (0.1 + 0.2, 1 / 3), "energy": (-7.0, 2.125)}
+    normalisation = {"pixel_recon": (-4.25, 0.5), "energy": (-7.0, 2.125), "mahalanobis": (0.1 + 0.2, 1 / 3)}
     return Calibration(
         checkpoint_sha256=SHA, score=score, rule="mean-std", rule_param=2.326, target_acceptance=0.95,
         normalisation=normalisation if score == "combined" else {},

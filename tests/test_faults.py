@@ -58,3 +58,64 @@ def test_interrupted_checkpoint_save_keeps_the_previous_file(tmp_path, monkeypat
         io.atomic_write_bytes(path, b"x" * 1000)
     assert path.read_bytes() == b"previous checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_half_finished_download_leaves_no_partial_file(tmp_path):
+    from osr_core import data
+    expected = {"train-images-idx3-ubyte": "0" * 32}
+
+    def dies_midway(raw_dir):
+        (raw_dir / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b half a download")
+        raise ConnectionResetError("connection reset")
+    with pytest.raises(data.UserError, match="dies midway"):
+        data.ensure_raw_files(tmp_path, expected, [data.Source("dies midway", dies_midway)], "X", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_is_a_clear_error_and_earlier_outputs_survive(trained_run, data_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import test as test_stage
+    out = tmp_path / "test"
+    args = ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
+            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]
+    assert test_stage.main(args) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(io.os, "fsync", no_space)
+    assert test_stage.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and str(out) in err[0]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, letters_dir, monkeypatch):
+    """Two complete runs (train, calibrate, test, evaluate) on tiny data with one seed, on the CPU, each in
+    its own folder with the same relative paths (the report names the files it read)."""
+    import compute_class_reconstruction_errors
+    import evaluate_osr
+    import test as test_stage
+    from pathlib import Path
+
+    def run(folder):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        folder = Path(".")
+        ckpt, thr = folder / "model.pt", folder / "reconstruction_errors.txt"
+        common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
+        assert train.main(["--epochs", "1", "--train-limit", "1000", "--width", "8", "--out", str(ckpt), *common]) == 0
+        assert compute_class_reconstruction_errors.main(["--checkpoint", str(ckpt), "--out", str(thr), *common]) == 0
+        staged = ["--checkpoint", str(ckpt), "--thresholds", str(thr), *common]
+        assert test_stage.main([*staged, "--out-dir", str(folder / "test"), "--max-panels", "5"]) == 0
+        assert evaluate_osr.main([*staged, "--out-dir", str(folder / "osr"), "--letters-dir", str(letters_dir),
+                                  "--n-generated", "200", "--bootstrap", "10", "--no-embeddings", "--splits-dir", "s"]) == 0
+        names = [ckpt, thr, folder / "test" / "scores.csv", folder / "osr" / "metrics.json", folder / "osr" / "report.md"]
+        return {n.name: n.read_bytes() for n in names}
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert list(first) == ["model.pt", "reconstruction_errors.txt", "scores.csv", "metrics.json", "report.md"]
+    for name in first:
+        assert first[name] == second[name], name

@@ -62,19 +62,20 @@ def _scored(n=50, seed=0):
         "feature_recon": rng.lognormal(-1.0, 0.5, n),
         "energy": rng.normal(-8.0, 2.0, n),
         "max_logit": rng.normal(-6.0, 1.0, n),
+        "mahalanobis": rng.lognormal(4.0, 0.3, n),
     }
     return Scored(pred=np.zeros(n, dtype=np.int64), components=components)
 
 
 def test_combined_score_is_the_mean_of_standardised_parts():
-    assert COMBINED_PARTS == ("pixel_recon", "feature_recon", "energy")
-    assert "pixel_recon" in LOG_SCALED and "feature_recon" in LOG_SCALED and "energy" not in LOG_SCALED
+    assert COMBINED_PARTS == ("pixel_recon", "energy", "mahalanobis")
+    assert "pixel_recon" in LOG_SCALED and "mahalanobis" in LOG_SCALED and "energy" not in LOG_SCALED
     scored = _scored()
-    norm = {"pixel_recon": (-4.1, 0.6), "feature_recon": (-0.9, 0.4), "energy": (-7.5, 2.5)}
+    norm = {"pixel_recon": (-4.1, 0.6), "mahalanobis": (3.9, 0.4), "energy": (-7.5, 2.5)}
     c = scored.components
     expected = ((np.log(c["pixel_recon"]) + 4.1) / 0.6
-                + (np.log(c["feature_recon"]) + 0.9) / 0.4
-                + (c["energy"] + 7.5) / 2.5) / 3
+                + (c["energy"] + 7.5) / 2.5
+                + (np.log(c["mahalanobis"]) - 3.9) / 0.4) / 3
     np.testing.assert_allclose(decision_score(scored, "combined", norm), expected, rtol=1e-12)
     # A single component is used as it is.
     assert decision_score(scored, "max_logit", norm) is c["max_logit"]

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import compute_class_reconstruction_errors
-import evaluate_osr
 import test as test_stage
 import test_letters
 import train
@@ -138,12 +137,8 @@ def test_no_reachable_mnist_source_is_one_line_and_exit_2(tmp_path, capsys, monk
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_evaluate_reports_every_set_and_skips_bad_extras(trained_run, letters_dir, data_dir, tmp_path):
-    out = tmp_path / "osr"
-    args = stage_args(trained_run, out_dir=out, data_dir=data_dir, letters_dir=letters_dir, n_generated=300,
-                      splits_dir=tmp_path / "no_splits")
-    assert evaluate_osr.main([*args, "--no-embeddings", "--extra", f"again={letters_dir}",
-                              "--extra", f"gone={tmp_path / 'missing'}"]) == 0
+def test_evaluate_reports_every_set_and_skips_bad_extras(evaluated_run):
+    out = evaluated_run["out"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["closed_set_accuracy"] > 0.9
     for name in ("noise", "mnist_noise", "natural_crops", "letters", "letters_no_digit_like", "again"):
@@ -152,9 +147,11 @@ def test_evaluate_reports_every_set_and_skips_bad_extras(trained_run, letters_di
         for key in ("n", "auroc", "aupr_in", "aupr_out", "fpr95", "detection_rate", "macro_f1", "oscr",
                     "total_accuracy", "ablation"):
             assert key in s, (name, key)
-    assert not m["sets"]["gone"]["available"] and "missing" in m["sets"]["gone"]["reason"]
+    assert m["sets"]["validation_proxy"]["seen_in_training"]
+    assert not m["sets"]["gone"]["available"] and str(evaluated_run["missing"]) in m["sets"]["gone"]["reason"]
     assert m["sets"]["again"]["auroc"] == pytest.approx(m["sets"]["letters"]["auroc"])
     assert set(m["covariate_shift"]) == {"gaussian_noise", "rotation", "rotation_and_noise"}
     report = (out / "report.md").read_text()
     assert "gone" in report and "Skipped" in report and "![ROC curves](roc.png)" in report
+    assert "validation_proxy (seen in training/tuning: not unseen)" in report
     assert (out / "roc.png").is_file() and (out / "rejected_noise.png").is_file()

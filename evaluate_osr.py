@@ -25,7 +25,7 @@ from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, load_checkpoint, write_json
 from osr_core.pipeline import calibrate_on_validation, load_calibration, load_trained
 from osr_core.report import render
-from osr_core.unknown_sets import build_unknown_sets
+from osr_core.unknown_sets import build_unknown_sets, held_out_digits
 
 log = logging.getLogger("osr")
 UNSEEN_SUMMARY = "summary.json"
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
     p.add_argument("--splits-dir", default="artifacts/unseen_digits",
                    help="checkpoints and summary of the unseen-digit protocol (default: %(default)s)")
-    p.add_argument("--split-epochs", type=int, default=4, help="epochs per split model in the unseen-digit protocol")
+    p.add_argument("--split-epochs", type=int, default=10,
+                   help="epochs per split model in the unseen-digit protocol (default: %(default)s, as train.py)")
     cli.add_common_flags(p, "data_dir", "checkpoint", "thresholds", "letters_dir", "device", "seed", "batch_size")
     return p
 
@@ -90,10 +91,8 @@ def run_unseen_digits(args: argparse.Namespace) -> dict:
         trained = load_trained(checkpoint, cli.resolve_device(args.device))
         cal = load_calibration(trained, thresholds)
         images, labels = known_test_digits(args.data_dir, trained.known_classes)
-        held_out = [s for s in build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed,
-                                                  n_generated=0) if s.name == "held_out_digits"]
-        result = evaluate(trained, cal, images, labels, held_out, args.seed, args.batch_size, outputs=None,
-                          n_boot=args.bootstrap)
+        result = evaluate(trained, cal, images, labels, [held_out_digits(args.data_dir, trained.known_classes)],
+                          args.seed, args.batch_size, outputs=None, n_boot=args.bootstrap)
         s = result["sets"]["held_out_digits"]
         splits.append({"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
                        "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
@@ -113,13 +112,12 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal, cal_source = calibration_for(trained, args)
     images, labels = known_test_digits(args.data_dir, trained.known_classes)
-    proxy, fusion_normalisation = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
+    reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
     sets = build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
                               dict(args.extra))
     outputs = StageOutputs(args.out_dir)
-    result = evaluate(trained, cal, images, labels, [proxy, *sets], args.seed, args.batch_size, outputs,
-                      with_embeddings=not args.no_embeddings, fusion_normalisation=fusion_normalisation,
-                      n_boot=args.bootstrap)
+    result = evaluate(trained, cal, images, labels, [reference.proxy, *sets], args.seed, args.batch_size, outputs,
+                      with_embeddings=not args.no_embeddings, reference=reference, n_boot=args.bootstrap)
     result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
     metrics = {
         "checkpoint_sha256": trained.sha256,

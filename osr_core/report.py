@@ -89,6 +89,54 @@ def ablation_table(sets: dict) -> str:
     return table(["score (AUROC)"] + list(available), rows)
 
 
+def num5(x: float) -> str:
+    return f"{x:.5f}"
+
+
+# The project's quality targets: (label, how to read the value from metrics.json, test, target as text, format).
+TARGETS = [
+    ("closed-set accuracy, MNIST test", lambda m: m["closed_set_accuracy"], lambda v: v >= 0.996, ">= 99.6%", pct),
+    ("false-alarm rate at the calibrated thresholds", lambda m: m["false_alarm_rate"],
+     lambda v: 0.007 <= v <= 0.013, "1.0% +- 0.3", pct),
+    ("AUROC, Fashion-MNIST", lambda m: m["sets"]["fashion_mnist"]["auroc"], lambda v: v >= 0.995, ">= 0.995", num5),
+    ("AUROC, noise", lambda m: m["sets"]["noise"]["auroc"], lambda v: v >= 0.9999, ">= 0.9999", num5),
+    ("AUROC, MNIST-Noise", lambda m: m["sets"]["mnist_noise"]["auroc"], lambda v: v >= 0.9999, ">= 0.9999", num5),
+    ("AUROC, natural-image crops", lambda m: m["sets"]["natural_crops"]["auroc"], lambda v: v >= 0.999, ">= 0.999", num5),
+    ("AUROC, letters without digit-like glyphs", lambda m: m["sets"]["letters_no_digit_like"]["auroc"],
+     lambda v: v >= 0.99, ">= 0.99", num5),
+    ("macro-F1 (CROSR protocol), noise", lambda m: m["sets"]["noise"]["macro_f1"], lambda v: v >= 0.98, ">= 0.98", num),
+    ("macro-F1 (CROSR protocol), MNIST-Noise", lambda m: m["sets"]["mnist_noise"]["macro_f1"], lambda v: v >= 0.98,
+     ">= 0.98", num),
+    ("macro-F1 (CROSR protocol), letters", lambda m: m["sets"]["letters"]["macro_f1"], lambda v: v >= 0.95, ">= 0.95", num),
+    ("AUROC, unseen-digit protocol, mean of 5 splits", lambda m: m["unseen_digits"]["auroc_mean"],
+     lambda v: v >= 0.995, ">= 0.995", num5),
+]
+
+
+def targets_table(m: dict) -> str:
+    rows = []
+    for label, read, ok, target, fmt in TARGETS:
+        try:
+            value = read(m)
+        except (KeyError, TypeError):
+            rows.append([label, "not measured in this run", target, "-"])
+            continue
+        rows.append([label, fmt(value), target, "met" if ok(value) else "**missed**"])
+    return table(["measure", "this run", "target", ""], rows)
+
+
+def baselines_table(m: dict) -> str:
+    names = [n for n, s in m["sets"].items() if s["available"]]
+    rows = [["**this model's decision** (`" + m["calibration"]["score"] + "`)", pct(m["false_alarm_rate"])]
+            + [f"{num(m['sets'][n]['auroc'])} / {pct(m['sets'][n]['detection_rate'])} / {num(m['sets'][n]['macro_f1'], 3)}"
+               for n in names]]
+    for name, b in m.get("baselines", {}).items():
+        rows.append([name, pct(b["false_alarm_rate"])] + [
+            f"{num(b['sets'][n]['auroc'])} / {pct(b['sets'][n]['detection_rate'])} / {num(b['sets'][n]['macro_f1'], 3)}"
+            for n in names])
+    return table(["detector (AUROC / detection / macro-F1)", "false alarms"] + names, rows)
+
+
 def pictures(sets: dict) -> str:
     lines = ["![ROC curves](roc.png)", "", "![t-SNE of encoder features](features_tsne.png) "
              "![PCA of encoder features](features_pca.png)", ""]
@@ -157,11 +205,17 @@ def render(m: dict) -> str:
         f"- Mean AUROC over the {len(unseen)} unseen sets ({', '.join(unseen)}): **{num(mean_auroc)}**",
         f"- Sets used in training or tuning (not reported as unseen, left out of the mean): "
         f"{', '.join(seen) if seen else 'none'}", "",
+        "## Quality targets", "", targets_table(m), "",
         "## Unknown sets", "", sets_table(m["sets"]), "",
     ]
     if skipped:
         parts += ["Skipped:", *skipped, ""]
     parts += ["## Ablation: what each signal contributes (AUROC)", "", ablation_table(m["sets"]), ""]
+    if m.get("baselines"):
+        parts += ["## Baselines on the same model and data", "",
+                  "Each detector is calibrated on the validation split by its own rule (the seeds' `2 x class mean`, "
+                  "or the 99% quantile), then measured exactly like this model's decision.", "",
+                  baselines_table(m), ""]
     cs = m.get("covariate_shift")
     if cs:
         rows = [[n, str(v["n"]), pct(v["accuracy"]), pct(v["rejection_rate"]), pct(v["accuracy_of_accepted"])]

@@ -71,10 +71,18 @@ def extra_set(name: str, folder: str) -> UnknownSet:
     return UnknownSet(name, description, images=loaded.images, names=loaded.files)
 
 
+def held_out_digits(data_dir: str, known_classes: list[int]) -> UnknownSet:
+    """The MNIST test digits of the classes the checkpoint was not trained on."""
+    images, labels = data.load_mnist(data_dir, train=False)
+    held_out = sorted(set(range(10)) - set(known_classes))
+    mask = torch.isin(labels, torch.tensor(held_out))
+    return UnknownSet("held_out_digits", f"MNIST test digits of the classes held out of training {held_out}",
+                      images=data.to_float(images[mask]))
+
+
 def build_unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int], seed: int,
                        n_generated: int = 10000, extra: dict[str, str] | None = None) -> list[UnknownSet]:
-    test_images, test_labels = data.load_mnist(data_dir, train=False)
-    digits = data.to_float(test_images)
+    digits = data.to_float(data.load_mnist(data_dir, train=False)[0])
     sets = [
         _attempt("fashion_mnist", "Fashion-MNIST test set (garments)",
                  lambda: data.to_float(data.load_fashion_mnist_test(data_dir))),
@@ -90,11 +98,8 @@ def build_unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int]
                  lambda: data.load_omniglot_evaluation(data_dir),
                  f"no copy under {data_dir}/omniglot-py and torchvision's download failed"),
     ]
-    held_out = sorted(set(range(10)) - set(known_classes))
-    if held_out:
-        mask = torch.isin(test_labels, torch.tensor(held_out))
-        sets.append(UnknownSet("held_out_digits", f"MNIST test digits of the classes held out of training {held_out}",
-                               images=digits[mask]))
+    if len(known_classes) < 10:
+        sets.append(held_out_digits(data_dir, known_classes))
     for name, folder in (extra or {}).items():
         sets.append(extra_set(name, folder))
     for s in sets:

@@ -72,7 +72,9 @@ def test_half_finished_download_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_disk_full_is_a_clear_error_and_earlier_outputs_survive(trained_run, data_dir, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("fault", ["disk full", "permission denied"])
+def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run, data_dir, tmp_path, capsys,
+                                                                     monkeypatch, fault):
     import errno
 
     import test as test_stage
@@ -84,10 +86,18 @@ def test_disk_full_is_a_clear_error_and_earlier_outputs_survive(trained_run, dat
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(io.os, "fsync", no_space)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    # As root, chmod does not stop writes, so the operating system's answer is simulated.
+    if fault == "disk full":
+        monkeypatch.setattr(io.os, "fsync", no_space)
+    else:
+        monkeypatch.setattr(io.tempfile, "mkstemp", denied)
     assert test_stage.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "No space left on device" in err[0] and str(out) in err[0]
+    expected = "No space left on device" if fault == "disk full" else "Permission denied"
+    assert len(err) == 1 and expected in err[0] and str(out) in err[0]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not [p for p in out.rglob("*.tmp")]
 

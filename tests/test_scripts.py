@@ -148,10 +148,15 @@ def test_evaluate_reports_every_set_and_skips_bad_extras(evaluated_run):
                     "total_accuracy", "ablation"):
             assert key in s, (name, key)
     assert m["sets"]["validation_proxy"]["seen_in_training"]
+    seed_style = m["baselines"]["seed-style feature AE, 2 x class mean"]
+    assert (seed_style["score"], seed_style["rule"], seed_style["rule_param"]) == ("feature_recon", "mean-factor", 2.0)
+    assert set(seed_style["sets"]) == {n for n, s in m["sets"].items() if s["available"]}
+    assert 0 <= seed_style["sets"]["noise"]["detection_rate"] <= 1
     assert not m["sets"]["gone"]["available"] and str(evaluated_run["missing"]) in m["sets"]["gone"]["reason"]
     assert m["sets"]["again"]["auroc"] == pytest.approx(m["sets"]["letters"]["auroc"])
     assert set(m["covariate_shift"]) == {"gaussian_noise", "rotation", "rotation_and_noise"}
     report = (out / "report.md").read_text()
     assert "gone" in report and "Skipped" in report and "![ROC curves](roc.png)" in report
     assert "validation_proxy (seen in training/tuning: not unseen)" in report
+    assert "## Quality targets" in report and "## Baselines on the same model and data" in report
     assert (out / "roc.png").is_file() and (out / "rejected_noise.png").is_file()

@@ -89,8 +89,8 @@ def ablation_table(sets: dict) -> str:
     return table(["score (AUROC)"] + list(available), rows)
 
 
-def num5(x: float) -> str:
-    return f"{x:.5f}"
+def num6(x: float) -> str:
+    return f"{x:.6f}"  # enough digits that a value just under a 0.9999 target never shows as meeting it
 
 
 # The project's quality targets: (label, how to read the value from metrics.json, test, target as text, format).
@@ -98,18 +98,18 @@ TARGETS = [
     ("closed-set accuracy, MNIST test", lambda m: m["closed_set_accuracy"], lambda v: v >= 0.996, ">= 99.6%", pct),
     ("false-alarm rate at the calibrated thresholds", lambda m: m["false_alarm_rate"],
      lambda v: 0.007 <= v <= 0.013, "1.0% +- 0.3", pct),
-    ("AUROC, Fashion-MNIST", lambda m: m["sets"]["fashion_mnist"]["auroc"], lambda v: v >= 0.995, ">= 0.995", num5),
-    ("AUROC, noise", lambda m: m["sets"]["noise"]["auroc"], lambda v: v >= 0.9999, ">= 0.9999", num5),
-    ("AUROC, MNIST-Noise", lambda m: m["sets"]["mnist_noise"]["auroc"], lambda v: v >= 0.9999, ">= 0.9999", num5),
-    ("AUROC, natural-image crops", lambda m: m["sets"]["natural_crops"]["auroc"], lambda v: v >= 0.999, ">= 0.999", num5),
+    ("AUROC, Fashion-MNIST", lambda m: m["sets"]["fashion_mnist"]["auroc"], lambda v: v >= 0.995, ">= 0.995", num6),
+    ("AUROC, noise", lambda m: m["sets"]["noise"]["auroc"], lambda v: v >= 0.9999, ">= 0.9999", num6),
+    ("AUROC, MNIST-Noise", lambda m: m["sets"]["mnist_noise"]["auroc"], lambda v: v >= 0.9999, ">= 0.9999", num6),
+    ("AUROC, natural-image crops", lambda m: m["sets"]["natural_crops"]["auroc"], lambda v: v >= 0.999, ">= 0.999", num6),
     ("AUROC, letters without digit-like glyphs", lambda m: m["sets"]["letters_no_digit_like"]["auroc"],
-     lambda v: v >= 0.99, ">= 0.99", num5),
+     lambda v: v >= 0.99, ">= 0.99", num6),
     ("macro-F1 (CROSR protocol), noise", lambda m: m["sets"]["noise"]["macro_f1"], lambda v: v >= 0.98, ">= 0.98", num),
     ("macro-F1 (CROSR protocol), MNIST-Noise", lambda m: m["sets"]["mnist_noise"]["macro_f1"], lambda v: v >= 0.98,
      ">= 0.98", num),
     ("macro-F1 (CROSR protocol), letters", lambda m: m["sets"]["letters"]["macro_f1"], lambda v: v >= 0.95, ">= 0.95", num),
     ("AUROC, unseen-digit protocol, mean of 5 splits", lambda m: m["unseen_digits"]["auroc_mean"],
-     lambda v: v >= 0.995, ">= 0.995", num5),
+     lambda v: v >= 0.995, ">= 0.995", num6),
 ]
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import compute_class_reconstruction_errors
+import evaluate_osr
 import test as test_stage
 import test_letters
 import train
@@ -160,3 +161,16 @@ def test_evaluate_reports_every_set_and_skips_bad_extras(evaluated_run):
     assert "validation_proxy (seen in training/tuning: not unseen)" in report
     assert "## Quality targets" in report and "## Baselines on the same model and data" in report
     assert (out / "roc.png").is_file() and (out / "rejected_noise.png").is_file()
+
+
+def test_evaluate_without_thresholds_calibrates_on_validation_and_says_so(trained_run, letters_dir, data_dir,
+                                                                          tmp_path, caplog):
+    out = tmp_path / "osr"
+    args = stage_args(trained_run, out_dir=out, data_dir=data_dir, letters_dir=letters_dir, n_generated=100,
+                      bootstrap=5, splits_dir=tmp_path / "s")
+    args[args.index("--thresholds") + 1] = str(tmp_path / "absent.txt")
+    assert evaluate_osr.main([*args, "--no-embeddings"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert "calibrated in memory on the validation split" in m["calibration"]["source"]
+    assert 0.0 <= m["false_alarm_rate"] < 0.05
+    assert "calibrated in memory" in (out / "report.md").read_text()

@@ -9,7 +9,7 @@ DEVICE     ?= auto
 RUN        := $(PY)
 
 .PHONY: reproduce test install data system-data train calibrate score-test letters score-letters evaluate \
-        benchmark-osr bench clean
+        benchmark-osr benchmark-crosr bench clean
 
 reproduce: install data
 	$(MAKE) train calibrate score-test letters score-letters evaluate
@@ -54,15 +54,28 @@ score-letters: install
 	$(RUN) test_letters.py --letters-dir $(ART)/letters --checkpoint $(ART)/model.pt \
 	  --thresholds $(ART)/reconstruction_errors.txt --out-dir $(ART)/letters_test --device $(DEVICE)
 
+COMPARE := --compare "CROSR (dhrnet + OpenMax)=$(ART)/dhrnet/osr/metrics.json"
+
 evaluate: install
 	$(RUN) evaluate_osr.py --data-dir $(DATA) --checkpoint $(ART)/model.pt --thresholds $(ART)/reconstruction_errors.txt \
-	  --letters-dir $(ART)/letters --out-dir $(ART)/osr --device $(DEVICE)
+	  --letters-dir $(ART)/letters --out-dir $(ART)/osr --device $(DEVICE) $(COMPARE)
+
+# CROSR's idea on the same data: dhrnet trained like the default model, decided by its OpenMax detector,
+# evaluated by the same script; then the main report again, with it side by side.
+benchmark-crosr: install data
+	$(RUN) train.py --arch dhrnet --data-dir $(DATA) --out $(ART)/dhrnet/model.pt --device $(DEVICE)
+	$(RUN) compute_class_reconstruction_errors.py --score openmax --data-dir $(DATA) --checkpoint $(ART)/dhrnet/model.pt \
+	  --out $(ART)/dhrnet/reconstruction_errors.txt --device $(DEVICE)
+	$(RUN) evaluate_osr.py --data-dir $(DATA) --checkpoint $(ART)/dhrnet/model.pt \
+	  --thresholds $(ART)/dhrnet/reconstruction_errors.txt --letters-dir $(ART)/letters --out-dir $(ART)/dhrnet/osr \
+	  --no-embeddings --splits-dir $(ART)/dhrnet/no_splits --device $(DEVICE)
+	$(MAKE) evaluate
 
 # The unseen-digit protocol: 5 splits of 6 known / 4 unknown digits, then the full report again.
 benchmark-osr: install data
 	$(RUN) evaluate_osr.py --protocol unseen-digits --data-dir $(DATA) --checkpoint $(ART)/model.pt \
 	  --thresholds $(ART)/reconstruction_errors.txt --letters-dir $(ART)/letters --out-dir $(ART)/osr \
-	  --splits-dir $(ART)/unseen_digits --device $(DEVICE)
+	  --splits-dir $(ART)/unseen_digits --device $(DEVICE) $(COMPARE)
 
 # Where time and memory go: training and scoring throughput against bare loops, and every stage's cost.
 bench: install data
@@ -70,4 +83,4 @@ bench: install data
 
 clean:
 	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \
-	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits
+	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits $(ART)/dhrnet

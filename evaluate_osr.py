@@ -38,11 +38,35 @@ def parse_extra(text: str) -> tuple[str, str]:
     return name, folder
 
 
+def parse_compare(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=METRICS_JSON, got {text!r}")
+    return name.strip(), path
+
+
+def comparison(name: str, path: str) -> dict:
+    """Another model's evaluation (its metrics.json) for the report's side-by-side table."""
+    try:
+        other = json.loads(Path(path).read_text())
+        sets = {n: {k: s[k] for k in ("auroc", "detection_rate", "macro_f1")}
+                for n, s in other["sets"].items() if s.get("available")}
+        return {"available": True, "source": path, "closed_set_accuracy": other["closed_set_accuracy"],
+                "false_alarm_rate": other["false_alarm_rate"], "score": other["calibration"]["score"],
+                "arch": other.get("arch", "?"), "sets": sets}
+    except FileNotFoundError:
+        return {"available": False, "source": path, "reason": f"{path} not found (make benchmark-crosr writes it)"}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return {"available": False, "source": path, "reason": f"{path} is not a metrics.json of this project ({err})"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", default="artifacts/osr")
     p.add_argument("--extra", type=parse_extra, action="append", default=[], metavar="NAME=DIR",
                    help="an extra folder of unknown images (repeatable)")
+    p.add_argument("--compare", type=parse_compare, action="append", default=[], metavar="NAME=METRICS_JSON",
+                   help="another model's metrics.json to set beside this one in the report (repeatable)")
     p.add_argument("--n-generated", type=int, default=10000, help="images per generated set (noise, crops, ...)")
     p.add_argument("--no-embeddings", action="store_true", help="skip the t-SNE and PCA pictures")
     p.add_argument("--bootstrap", type=int, default=200, help="resamples for the AUROC intervals (default: %(default)s)")
@@ -121,12 +145,14 @@ def run(args: argparse.Namespace) -> int:
     result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
     metrics = {
         "checkpoint_sha256": trained.sha256,
+        "arch": trained.checkpoint["model_config"]["arch"],
         "bootstrap_resamples": args.bootstrap,
         "known_classes": trained.known_classes,
         "calibration": {"score": cal.score, "rule": cal.rule, "rule_param": cal.rule_param,
                         "target_acceptance": cal.target_acceptance, "source": cal_source},
         **result,
     }
+    metrics["comparisons"] = {name: comparison(name, path) for name, path in args.compare}
     summary = Path(args.splits_dir) / UNSEEN_SUMMARY
     if summary.is_file():
         metrics["unseen_digits"] = json.loads(summary.read_text())

@@ -19,7 +19,7 @@ from osr_core import cli, data
 from osr_core.io import CHECKPOINT_FORMAT, atomic_write_bytes, save_checkpoint, torch_bytes
 from osr_core.models import ModelConfig, build_model
 from osr_core.scores import score_images
-from osr_core.training import fit_class_gaussians, train_one_epoch
+from osr_core.training import fit_class_gaussians, fit_openmax, train_one_epoch
 
 log = logging.getLogger("osr")
 
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--known-classes", type=parse_classes, default=list(range(10)),
                    help="digits to train on, e.g. 2,4,5,9,8,3 (default: all ten)")
+    p.add_argument("--arch", choices=["cnn", "dhrnet"], default="cnn",
+                   help="cnn (default) or dhrnet, CROSR's hierarchical-latent network with its OpenMax detector")
     p.add_argument("--width", type=int, default=ModelConfig.width, help="channels of the first conv block")
     p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (quick runs)")
@@ -59,7 +61,7 @@ def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[i
 
 
 GAUSSIAN_FIT_IMAGES = 20000  # enough for a 128-d mean and covariance; a pass over all 55k costs twice as long
-RESUME_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "known_classes", "width", "no_augment", "train_limit",
+RESUME_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "known_classes", "width", "no_augment", "train_limit",
                "seed")
 
 
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     to_target = torch.full((10,), -1, dtype=torch.long)
     to_target[torch.tensor(known)] = torch.arange(len(known))
 
-    config = ModelConfig(num_classes=len(known), width=args.width)
+    config = ModelConfig(arch=args.arch, num_classes=len(known), width=args.width)
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * -(-len(train_idx) // args.batch_size)
@@ -131,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
     gaussian_idx = train_idx[:GAUSSIAN_FIT_IMAGES]
     fit_class_gaussians(model, images[gaussian_idx], to_target[labels[gaussian_idx]], device)
+    if args.arch == "dhrnet":
+        fit_openmax(model, images[gaussian_idx], to_target[labels[gaussian_idx]], device)
     checkpoint = {
         "format_version": CHECKPOINT_FORMAT,
         "model_config": config.to_dict(),

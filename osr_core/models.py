@@ -1,4 +1,5 @@
-"""The network: a CNN encoder shared by a classifier head, an image decoder and a feature autoencoder."""
+"""The networks: a CNN encoder shared by a classifier head, an image decoder and a feature autoencoder
+(`cnn`, the default), and CROSR's deep hierarchical reconstruction net at MNIST scale (`dhrnet`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -6,6 +7,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .cli import UserError
 
@@ -20,6 +22,8 @@ class ModelConfig:
     latent_dim: int = 128     # the encoder's feature vector, shared by all heads
     feature_code_dim: int = 32
     dropout: float = 0.2
+    dhr_code_channels: int = 8  # dhrnet: channels of each stage's latent code z_l
+    openmax_alpha: int = 10     # dhrnet: how many top-ranked classes OpenMax revises
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -39,6 +43,7 @@ class Outputs(NamedTuple):
     features: torch.Tensor       # (B, latent_dim)
     feature_recon: torch.Tensor  # (B, latent_dim)
     class_distance: torch.Tensor  # (B,) squared Mahalanobis distance to the nearest class mean
+    openmax: torch.Tensor | None = None  # (B,) dhrnet only: OpenMax's probability of "unknown"
 
 
 def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -48,8 +53,6 @@ def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
 class OSRNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.arch != "cnn":
-            raise UserError(f"unknown --arch {config.arch!r}; available: cnn")
         self.config = config
         w, d = config.width, config.latent_dim
         self.encoder = nn.Sequential(
@@ -87,11 +90,91 @@ class OSRNet(nn.Module):
                        self.class_distance(features))
 
 
-def build_model(config: ModelConfig) -> OSRNet:
-    return OSRNet(config).to(memory_format=torch.channels_last)
+def eucos_distance(v: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """OpenMax's euclidean-cosine distance of each row of v (B, D) to each mean (K, D) -> (B, K)."""
+    cosine = F.normalize(v, dim=1) @ F.normalize(means, dim=1).T
+    return torch.cdist(v, means) / 200 + (1 - cosine)
 
 
-def model_from_checkpoint(checkpoint: dict, device: torch.device) -> OSRNet:
+class DHRNet(nn.Module):
+    """CROSR (Yoshihashi et al., CVPR 2019) at MNIST scale: each encoder stage keeps a small latent code z_l,
+    the decoder rebuilds the image top-down from all of them, and the classifier reads the top stage.
+
+    Its own detector is OpenMax over [logits, pooled z_1..z_L]: per-class mean activation vectors and Weibull
+    fits of the largest distances to them, set after training by training.fit_openmax.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        w, d, k, n = config.width, config.latent_dim, config.dhr_code_channels, config.num_classes
+        self.stage1 = nn.Sequential(*conv_block(1, w), *conv_block(w, w))                                 # (B, w, 28, 28)
+        self.stage2 = nn.Sequential(nn.MaxPool2d(2), *conv_block(w, 2 * w), *conv_block(2 * w, 2 * w))    # (B, 2w, 14, 14)
+        self.stage3 = nn.Sequential(nn.MaxPool2d(2), *conv_block(2 * w, 4 * w))                           # (B, 4w, 7, 7)
+        self.head = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * w * 9, d), nn.BatchNorm1d(d),
+                                  nn.ReLU(inplace=True))
+        self.codes = nn.ModuleList([nn.Conv2d(c, k, 1) for c in (w, 2 * w, 4 * w)])                        # z_1..z_3
+        self.up3 = nn.Sequential(nn.ConvTranspose2d(k, w, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                                 nn.ReLU(inplace=True))                                                    # (B, w, 14, 14)
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(w + k, w, 4, stride=2, padding=1, bias=False),
+                                 nn.BatchNorm2d(w), nn.ReLU(inplace=True))                                 # (B, w, 28, 28)
+        self.out = nn.Sequential(nn.Conv2d(w + k, 1, 3, padding=1), nn.Sigmoid())
+        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(d, n))
+        self.feature_ae = nn.Sequential(
+            nn.Linear(d, config.feature_code_dim), nn.ReLU(inplace=True), nn.Linear(config.feature_code_dim, d),
+        )
+        self.register_buffer("class_means", torch.zeros(n, d))
+        self.register_buffer("whitening", torch.zeros(d, d))
+        latent_size = n + 3 * k * 4
+        self.register_buffer("openmax_means", torch.zeros(n, latent_size))
+        self.register_buffer("openmax_weibull", torch.ones(n, 2))  # (shape, scale) per class
+
+    class_distance = OSRNet.class_distance
+
+    def activation_vector(self, logits: torch.Tensor, codes: list[torch.Tensor]) -> torch.Tensor:
+        """[logits, each z_l average-pooled to 2x2] -> (B, K + 3 * k * 4)."""
+        return torch.cat([logits, *(F.adaptive_avg_pool2d(z, 2).flatten(1) for z in codes)], dim=1)
+
+    def openmax_unknown(self, v: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """OpenMax (Bendale & Boult 2016): revise the top-alpha logits by their Weibull outlier probability and
+        give the removed mass to an extra "unknown" class; returns that class's softmax probability."""
+        shape, scale = self.openmax_weibull[:, 0], self.openmax_weibull[:, 1]
+        outlier = 1 - torch.exp(-(eucos_distance(v, self.openmax_means).clamp_min(0) / scale).pow(shape))  # (B, K)
+        alpha = min(self.config.openmax_alpha, logits.shape[1])
+        rank = logits.argsort(dim=1, descending=True).argsort(dim=1)                                       # 0 = top
+        weight = ((alpha - rank).clamp_min(0) / alpha) * outlier
+        revised = torch.cat([logits * (1 - weight), (logits * weight).sum(1, keepdim=True)], dim=1)
+        return F.softmax(revised, dim=1)[:, -1]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x: (B, 1, 28, 28) in [0, 1] -> (features (B, d), [z_1, z_2, z_3])."""
+        x = ((x - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
+        x1 = self.stage1(x)
+        x2 = self.stage2(x1)
+        x3 = self.stage3(x2)
+        return self.head(x3), [code(h) for code, h in zip(self.codes, (x1, x2, x3))]
+
+    def forward(self, x: torch.Tensor) -> Outputs:
+        """x: (B, 1, 28, 28) in [0, 1]."""
+        features, (z1, z2, z3) = self.encode(x)
+        r = self.up2(torch.cat([self.up3(z3), z2], dim=1))
+        recon = self.out(torch.cat([r, z1], dim=1))
+        logits = self.classifier(features)
+        v = self.activation_vector(logits, [z1, z2, z3])
+        return Outputs(logits, recon, features, self.feature_ae(features.detach()), self.class_distance(features),
+                       self.openmax_unknown(v, logits))
+
+
+ARCHITECTURES = {"cnn": OSRNet, "dhrnet": DHRNet}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    if config.arch not in ARCHITECTURES:
+        raise UserError(f"unknown --arch {config.arch!r}; available: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[config.arch](config).to(memory_format=torch.channels_last)
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device) -> nn.Module:
     model = build_model(ModelConfig.from_dict(checkpoint["model_config"]))
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import data
+from .cli import UserError
 from .calibration import Calibration, calibrate, read_thresholds
 from .io import load_checkpoint, sha256_file
 from .models import OSRNet, model_from_checkpoint
@@ -83,6 +84,8 @@ def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, 
 def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,
                      target: float) -> Calibration:
     """Thresholds from an already-scored validation split."""
+    if score != "combined" and score not in validation.components:
+        raise UserError(f"score {score!r} needs a model that has it (openmax: train with --arch dhrnet)")
     normalisation = normalisation_stats(validation.components) if score == "combined" else {}
     scores = decision_score(validation, score, normalisation)
     rows = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)

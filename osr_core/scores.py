@@ -48,6 +48,11 @@ def mahalanobis(out: Outputs, x: torch.Tensor) -> torch.Tensor:
     return out.class_distance
 
 
+def openmax(out: Outputs, x: torch.Tensor) -> torch.Tensor | None:
+    """OpenMax's probability of "unknown" (dhrnet only; None for architectures without it)."""
+    return out.openmax
+
+
 COMPONENTS = {
     "max_softmax": neg_max_softmax,
     "entropy": entropy,
@@ -56,6 +61,7 @@ COMPONENTS = {
     "pixel_recon": pixel_recon,
     "feature_recon": feature_recon,
     "mahalanobis": mahalanobis,
+    "openmax": openmax,
 }
 # The default decision score: reconstruction error, the classifier's uncertainty, and the distance to the
 # nearest class in feature space. Chosen among the fusions in FUSIONS by AUROC on validation-derived proxy
@@ -69,7 +75,7 @@ FUSIONS = {
 }
 # Positive, right-skewed errors are standardised on a log scale.
 LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
-SCORE_NAMES = ("combined", *COMPONENTS)
+SCORE_NAMES = ("combined", *COMPONENTS)  # openmax only for a dhrnet checkpoint
 
 
 @dataclass
@@ -85,6 +91,11 @@ class Scored:
         return len(self.pred)
 
 
+def model_components(model: torch.nn.Module) -> list[str]:
+    """The components a model has: OpenMax is dhrnet's own detector."""
+    return [n for n in COMPONENTS if n != "openmax" or model.config.arch == "dhrnet"]
+
+
 @torch.inference_mode()
 def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], device: torch.device,
                  batch_size: int = 1024, keep_recon: bool = False, keep_features: bool = False,
@@ -93,13 +104,13 @@ def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], 
     model.eval()
     classes = torch.tensor(known_classes)
     preds, recons, feats = [], [], []
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in COMPONENTS}
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in model_components(model)}
     for start in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not show_progress, leave=False):
         x = images[start:start + batch_size].to(device)
         out = model(x)
         preds.append(classes[out.logits.argmax(1).cpu()])
-        for name, fn in COMPONENTS.items():
-            parts[name].append(fn(out, x).float().cpu())
+        for name in model_components(model):
+            parts[name].append(COMPONENTS[name](out, x).float().cpu())
         if keep_recon:
             recons.append(out.recon.squeeze(1).cpu())
         if keep_features:

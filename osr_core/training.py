@@ -5,14 +5,16 @@ warps): on 2 cores, per-sample PIL transforms would cost more than the model its
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .models import MNIST_MEAN, MNIST_STD, OSRNet, Outputs
+from .models import DHRNet, OSRNet, Outputs, eucos_distance
 
+log = logging.getLogger("osr")
 PIXEL_LOSS_WEIGHT = 1.0
 FEATURE_LOSS_WEIGHT = 1.0
 
@@ -79,8 +81,8 @@ def fit_class_gaussians(model: OSRNet, images: torch.Tensor, targets: torch.Tens
     in the checkpoint's state_dict.
     """
     model.eval()
-    feats = torch.cat([model.encoder((images[i:i + batch_size].unsqueeze(1).float().div(255).to(device) - MNIST_MEAN)
-                                     / MNIST_STD).double().cpu() for i in range(0, len(images), batch_size)])
+    feats = torch.cat([model(images[i:i + batch_size].unsqueeze(1).float().div(255).to(device)).features.double().cpu()
+                       for i in range(0, len(images), batch_size)])
     k = model.class_means.shape[0]
     means = torch.stack([feats[targets == c].mean(0) for c in range(k)])           # (K, d)
     centred = feats - means[targets]
@@ -90,3 +92,40 @@ def fit_class_gaussians(model: OSRNet, images: torch.Tensor, targets: torch.Tens
     whitening = torch.linalg.inv(chol).T                                             # ||(f-m) L^-T||^2 = Mahalanobis
     model.class_means.copy_(means.float())
     model.whitening.copy_(whitening.float())
+
+
+@torch.inference_mode()
+def fit_openmax(model: DHRNet, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
+                batch_size: int = 1024, tail_size: int = 20) -> None:
+    """OpenMax's per-class mean activation vectors and Weibull tails, from correctly classified training
+    images: for each class, a Weibull fitted to its `tail_size` largest distances to the mean (as libmr's
+    FitHigh does, here with scipy)."""
+    from scipy.stats import FitError, weibull_min
+
+    model.eval()
+    vectors, correct = [], []
+    for i in range(0, len(images), batch_size):
+        features, codes = model.encode(images[i:i + batch_size].unsqueeze(1).float().div(255).to(device))
+        logits = model.classifier(features)
+        vectors.append(model.activation_vector(logits, codes).cpu())
+        correct.append(logits.argmax(1).cpu() == targets[i:i + batch_size])
+    v, correct = torch.cat(vectors), torch.cat(correct)
+    means, weibull = [], []
+    for c in range(model.openmax_means.shape[0]):
+        own = v[correct & (targets == c)]
+        if len(own) < 2:  # a barely trained model: fall back to every image of the class
+            own = v[targets == c]
+        if len(own) < 2:
+            raise ValueError(f"class index {c} has fewer than 2 training images; cannot fit OpenMax")
+        mean = own.mean(0)
+        tail = eucos_distance(own, mean[None]).squeeze(1).topk(min(tail_size, len(own))).values.double().numpy()
+        try:
+            shape, _, scale = weibull_min.fit(tail, floc=0)
+        except (FitError, RuntimeError, ValueError):
+            # A degenerate tail (near-identical distances): an exponential tail at its mean is the safe choice.
+            log.warning("OpenMax: Weibull fit failed for class index %d; using an exponential tail", c)
+            shape, scale = 1.0, max(float(tail.mean()), 1e-6)
+        means.append(mean)
+        weibull.append(torch.tensor([shape, scale], dtype=torch.float32))
+    model.openmax_means.copy_(torch.stack(means))
+    model.openmax_weibull.copy_(torch.stack(weibull))

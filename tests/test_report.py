@@ -21,3 +21,21 @@ def test_targets_are_met_missed_or_not_measured():
     assert row(table, "AUROC, MNIST-Noise")[3] == "met"
     assert row(table, "macro-F1 (CROSR protocol), letters")[3] == "**missed**"
     assert row(table, "AUROC, unseen-digit protocol, mean of 5 splits")[1] == "not measured in this run"
+
+
+def test_missed_auroc_targets_name_the_best_ablation_row_and_the_proxy_ranking():
+    from osr_core.report import missed_target_notes
+
+    chosen = "mean(pixel, energy, mahalanobis)"
+    m = {"calibration": {"score": "combined"}, "sets": {
+        "validation_proxy": {"available": True, "auroc": 0.98, "ablation": {chosen: 0.987, "mahalanobis": 0.97}},
+        "natural_crops": {"available": True, "auroc": 0.9967,
+                          "ablation": {chosen: 0.9978, "mahalanobis": 0.9998, "decision_margin": 0.9967}},
+        "fashion_mnist": {"available": True, "auroc": 0.9990, "ablation": {chosen: 0.999}},   # met: no note
+        "letters_no_digit_like": {"available": True, "auroc": 0.9884, "ablation": {chosen: 0.9872}},
+    }}
+    notes = missed_target_notes(m)
+    assert "**natural_crops**" in notes and "`mahalanobis` reaches 0.999800" in notes
+    assert "on the validation proxy it scores below this run's decision score" in notes and "(0.9700 vs 0.9870)" in notes
+    assert "fashion_mnist" not in notes
+    assert "**letters_no_digit_like**" in notes and "no single score or fusion in the ablation does better" in notes

@@ -174,3 +174,33 @@ def test_evaluate_without_thresholds_calibrates_on_validation_and_says_so(traine
     assert "calibrated in memory on the validation split" in m["calibration"]["source"]
     assert 0.0 <= m["false_alarm_rate"] < 0.05
     assert "calibrated in memory" in (out / "report.md").read_text()
+
+
+def test_dhrnet_trains_calibrates_on_openmax_and_is_compared(evaluated_run, data_dir, letters_dir, tmp_path, capsys):
+    ckpt, thr = tmp_path / "dhr.pt", tmp_path / "thr.txt"
+    common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
+    assert train.main(["--arch", "dhrnet", "--epochs", "1", "--train-limit", "1500", "--width", "8", "--out",
+                       str(ckpt), *common]) == 0
+    assert compute_class_reconstruction_errors.main(["--score", "openmax", "--checkpoint", str(ckpt), "--out", str(thr),
+                                                     *common]) == 0
+    assert "# score: openmax" in thr.read_text()
+    out = tmp_path / "osr"
+    assert evaluate_osr.main(["--checkpoint", str(ckpt), "--thresholds", str(thr), "--out-dir", str(out),
+                              "--letters-dir", str(letters_dir), "--n-generated", "100", "--bootstrap", "5",
+                              "--no-embeddings", "--splits-dir", str(tmp_path / "s"), *common,
+                              "--compare", f"default cnn={evaluated_run['out'] / 'metrics.json'}",
+                              "--compare", f"nothing={tmp_path / 'none.json'}"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["arch"] == "dhrnet" and m["calibration"]["score"] == "openmax"
+    assert "openmax" in m["sets"]["noise"]["ablation"]
+    assert m["comparisons"]["default cnn"]["available"] and m["comparisons"]["default cnn"]["arch"] == "cnn"
+    assert not m["comparisons"]["nothing"]["available"]
+    assert "## Other architectures on the same data" in (out / "report.md").read_text()
+
+
+def test_openmax_score_on_a_cnn_checkpoint_is_refused(trained_run, data_dir, tmp_path, capsys):
+    assert compute_class_reconstruction_errors.main(["--score", "openmax", "--checkpoint", str(trained_run["checkpoint"]),
+                                                     "--out", str(tmp_path / "t.txt"), "--data-dir", data_dir,
+                                                     "--device", "cpu", "--quiet"]) == 2
+    assert "--arch dhrnet" in one_error_line(capsys)
+    assert not (tmp_path / "t.txt").exists()

@@ -1,0 +1,38 @@
+"""The two architectures: shapes, and OpenMax's unknown probability on hand-set statistics."""
+from __future__ import annotations
+
+import torch
+
+from osr_core.models import ModelConfig, build_model, eucos_distance
+
+
+def test_both_architectures_give_every_output():
+    x = torch.rand(3, 1, 28, 28)
+    for arch in ("cnn", "dhrnet"):
+        out = build_model(ModelConfig(arch=arch, num_classes=4, width=4, latent_dim=8, feature_code_dim=4,
+                                      dhr_code_channels=2)).eval()(x)
+        assert out.logits.shape == (3, 4) and out.recon.shape == (3, 1, 28, 28) and out.class_distance.shape == (3,)
+        assert (out.openmax is None) == (arch == "cnn")
+
+
+def test_eucos_distance_is_zero_at_the_mean_and_grows_away_from_it():
+    means = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = eucos_distance(torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0]]), means)
+    assert torch.allclose(d[0, 0], torch.tensor(0.0), atol=1e-6)
+    assert d[2, 0] > d[1, 1] > d[0, 0]   # opposite direction is farthest (cosine term 2)
+
+
+def test_openmax_unknown_is_low_at_a_class_mean_and_high_far_from_all():
+    model = build_model(ModelConfig(arch="dhrnet", num_classes=2, width=4, latent_dim=8, feature_code_dim=4,
+                                    dhr_code_channels=2)).eval()
+    size = model.openmax_means.shape[1]
+    means = torch.zeros(2, size)
+    means[0, 0], means[1, 1] = 10.0, 10.0                     # class c's logit is high at its own mean
+    model.openmax_means.copy_(means)
+    model.openmax_weibull.copy_(torch.tensor([[4.0, 0.5], [4.0, 0.5]]))  # outlier probability 0.5 at distance ~0.46
+    near = means[:1].clone()
+    far = torch.full((1, size), -3.0)
+    far[0, 0] = 10.0                                           # same top logit, but far from the class mean
+    p_near = model.openmax_unknown(near, near[:, :2])
+    p_far = model.openmax_unknown(far, far[:, :2])
+    assert p_near.item() < 0.01 and p_far.item() > 0.5

@@ -120,7 +120,7 @@ def run_unseen_digits(args: argparse.Namespace) -> dict:
         s = result["sets"]["held_out_digits"]
         splits.append({"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
                        "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
-                       "checkpoint": str(checkpoint)})
+                       "ablation": s["ablation"], "checkpoint": str(checkpoint)})
         log.info("split %d: AUROC %.4f  macro-F1 %.3f", i, s["auroc"], s["macro_f1"])
     aurocs, f1s = [s["auroc"] for s in splits], [s["macro_f1"] for s in splits]
     summary = {"splits": splits, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),

@@ -153,7 +153,27 @@ def missed_target_notes(m: dict) -> str:
             line += (f"; on the validation proxy it scores {'above' if proxy[best] > proxy[chosen] else 'below'} "
                      f"this run's decision score `{chosen}` ({num(proxy[best])} vs {num(proxy[chosen])})")
         lines.append(line + ".")
-    return "\n".join(["Where an AUROC target is missed, what the ablation says:", *lines, ""]) if lines else ""
+    letters = m["sets"].get("letters", {})
+    if letters.get("available") and letters["macro_f1"] < 0.95:
+        clean = m["sets"].get("letters_no_digit_like", {})
+        best = max(m.get("baselines", {}).items(), key=lambda kv: kv[1]["sets"].get("letters", {}).get("macro_f1", 0),
+                   default=None)
+        line = (f"- **letters, macro-F1** {num(letters['macro_f1'], 3)}: at the calibrated thresholds "
+                f"{pct(letters['detection_rate'])} of all letters are rejected")
+        if clean.get("available"):
+            line += f" ({pct(clean['detection_rate'])} of those not drawn like a digit)"
+        line += "; every letter accepted as a digit costs both that digit's F1 and unknown's"
+        if best:
+            line += f". Best baseline: {best[0]}, {num(best[1]['sets']['letters']['macro_f1'], 3)}"
+        lines.append(line + ".")
+    ud = m.get("unseen_digits")
+    if ud and ud["auroc_mean"] < 0.995 and all("ablation" in s for s in ud["splits"]):
+        rows = {k: sum(s["ablation"][k] for s in ud["splits"]) / len(ud["splits"]) for k in ud["splits"][0]["ablation"]}
+        best = max((k for k in rows if k != "decision_margin"), key=rows.get)
+        lines.append(f"- **unseen digits**: mean AUROC {num6(ud['auroc_mean'])} over the splits "
+                     f"({num(min(s['auroc'] for s in ud['splits']))} to {num(max(s['auroc'] for s in ud['splits']))}); "
+                     f"the best ablation row, averaged over the splits, is `{best}` at {num6(rows[best])}.")
+    return "\n".join(["Where a target is missed, what the measurements say:", *lines, ""]) if lines else ""
 
 
 def baselines_table(m: dict) -> str:

@@ -39,3 +39,20 @@ def test_missed_auroc_targets_name_the_best_ablation_row_and_the_proxy_ranking()
     assert "on the validation proxy it scores below this run's decision score" in notes and "(0.9700 vs 0.9870)" in notes
     assert "fashion_mnist" not in notes
     assert "**letters_no_digit_like**" in notes and "no single score or fusion in the ablation does better" in notes
+
+
+def test_missed_macro_f1_and_unseen_digit_targets_are_explained():
+    from osr_core.report import missed_target_notes
+
+    splits = [{"auroc": a, "ablation": {"energy": e, "mahalanobis": 0.95, "decision_margin": a}}
+              for a, e in ((0.97, 0.99), (0.98, 0.97))]
+    m = {"calibration": {"score": "combined"},
+         "sets": {"letters": {"available": True, "auroc": 0.9, "macro_f1": 0.8, "detection_rate": 0.5, "ablation": {}},
+                  "letters_no_digit_like": {"available": True, "auroc": 0.999, "detection_rate": 0.75,
+                                            "ablation": {}}},
+         "baselines": {"energy": {"sets": {"letters": {"macro_f1": 0.78}}}},
+         "unseen_digits": {"auroc_mean": 0.975, "splits": splits}}
+    notes = missed_target_notes(m)
+    assert "letters, macro-F1** 0.800" in notes and "50.00% of all letters are rejected" in notes
+    assert "(75.00% of those not drawn like a digit)" in notes and "Best baseline: energy, 0.780" in notes
+    assert "mean AUROC 0.975000" in notes and "`energy` at 0.980000" in notes

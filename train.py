@@ -54,7 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@torch.inference_mode()
 def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[int], device) -> float:
     scored = score_images(model, data.to_float(images_u8), known, device, batch_size=1024)
     return float((torch.from_numpy(scored.pred) == labels).float().mean())
@@ -118,10 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and resume_path.is_file():
         history, first_epoch = restore(resume_path, args, model, optimizer, scheduler, generator)
         log.info("resuming after epoch %d from %s", first_epoch - 1, resume_path)
+    train_images, train_targets = images[train_idx], to_target[labels[train_idx]]
     started = time.time()
     for epoch in range(first_epoch, args.epochs + 1):
-        stats = train_one_epoch(model, images[train_idx], to_target[labels[train_idx]], optimizer, scheduler,
-                                args.batch_size, device, generator, augment=not args.no_augment, epoch=epoch,
+        stats = train_one_epoch(model, train_images, train_targets, optimizer, scheduler, args.batch_size, device,
+                                generator, augment=not args.no_augment, epoch=epoch,
                                 show_progress=cli.progress_enabled(args.quiet))
         stats["val_accuracy"] = accuracy(model, images[val_known], labels[val_known], known, device)
         stats["epoch"] = epoch
@@ -131,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
         if epoch < args.epochs:  # what an interrupted run needs to go on exactly where it stopped
             save_checkpoint_state(resume_path, args, model, optimizer, scheduler, generator, history)
 
-    gaussian_idx = train_idx[:GAUSSIAN_FIT_IMAGES]
-    fit_class_gaussians(model, images[gaussian_idx], to_target[labels[gaussian_idx]], device)
+    fit_images, fit_targets = train_images[:GAUSSIAN_FIT_IMAGES], train_targets[:GAUSSIAN_FIT_IMAGES]
+    fit_class_gaussians(model, fit_images, fit_targets, device)
     if args.arch == "dhrnet":
-        fit_openmax(model, images[gaussian_idx], to_target[labels[gaussian_idx]], device)
+        fit_openmax(model, fit_images, fit_targets, device)
     checkpoint = {
         "format_version": CHECKPOINT_FORMAT,
         "model_config": config.to_dict(),

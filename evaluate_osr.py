@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import compute_class_reconstruction_errors
 import train
@@ -23,7 +22,7 @@ from osr_core import cli, data
 from osr_core.calibration import DEFAULT_RULE_PARAM
 from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, load_checkpoint, write_json
-from osr_core.pipeline import calibrate_on_validation, load_calibration, load_trained
+from osr_core.pipeline import calibrate_on_validation, known_test_digits, load_calibration, load_trained
 from osr_core.report import render
 from osr_core.unknown_sets import build_unknown_sets, held_out_digits
 
@@ -79,12 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def known_test_digits(data_dir: str, known_classes: list[int]) -> tuple[torch.Tensor, np.ndarray]:
-    images, labels = data.load_mnist(data_dir, train=False)
-    keep = torch.isin(labels, torch.tensor(known_classes))
-    return data.to_float(images[keep]), labels[keep].numpy()
-
-
 def calibration_for(trained, args) -> tuple:
     """The thresholds file's calibration; without one, stage 2's defaults computed here, and said so."""
     if Path(args.thresholds).is_file():
@@ -114,7 +107,7 @@ def run_unseen_digits(args: argparse.Namespace) -> dict:
                 raise cli.UserError(f"calibrating split {i} failed")
         trained = load_trained(checkpoint, cli.resolve_device(args.device))
         cal = load_calibration(trained, thresholds)
-        images, labels = known_test_digits(args.data_dir, trained.known_classes)
+        images, labels, _ = known_test_digits(trained, args.data_dir)
         result = evaluate(trained, cal, images, labels, [held_out_digits(args.data_dir, trained.known_classes)],
                           args.seed, args.batch_size, outputs=None, n_boot=args.bootstrap)
         s = result["sets"]["held_out_digits"]
@@ -135,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         run_unseen_digits(args)
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal, cal_source = calibration_for(trained, args)
-    images, labels = known_test_digits(args.data_dir, trained.known_classes)
+    images, labels, _ = known_test_digits(trained, args.data_dir)
     reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
     sets = build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
                               dict(args.extra))

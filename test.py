@@ -13,12 +13,11 @@ import logging
 import sys
 
 import numpy as np
-import torch
 
-from osr_core import cli, data
+from osr_core import cli
 from osr_core.dumps import dump_flagged, scores_csv
 from osr_core.io import StageOutputs
-from osr_core.pipeline import decide, load_calibration, load_trained
+from osr_core.pipeline import decide, known_test_digits, load_calibration, load_trained
 
 log = logging.getLogger("osr")
 
@@ -47,10 +46,7 @@ def summary(labels: np.ndarray, decisions, known: list[int], target_acceptance: 
 def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal = load_calibration(trained, args.thresholds)
-    images, labels = data.load_mnist(args.data_dir, train=False)
-    keep = torch.isin(labels, torch.tensor(trained.known_classes))
-    images, labels = data.to_float(images[keep]), labels[keep].numpy()
-    index = keep.nonzero().squeeze(1).numpy()
+    images, labels, index = known_test_digits(trained, args.data_dir)
     outputs = StageOutputs(args.out_dir)
     decisions = decide(trained, cal, images, args.batch_size, keep_recon=True,
                        show_progress=cli.progress_enabled(args.quiet))

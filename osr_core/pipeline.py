@@ -44,6 +44,13 @@ def validation_images(trained: Trained, data_dir: str | Path) -> tuple[torch.Ten
     return data.to_float(images[idx]), labels[idx]
 
 
+def known_test_digits(trained: Trained, data_dir: str | Path) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """MNIST test digits of the checkpoint's known classes: (float images, labels, index in MNIST test)."""
+    images, labels = data.load_mnist(data_dir, train=False)
+    index = data.select_classes(labels, trained.known_classes)
+    return data.to_float(images[index]), labels[index].numpy(), index.numpy()
+
+
 @dataclass
 class Decisions:
     """A scored set with its decision: score, the threshold of the predicted class, and the margin."""

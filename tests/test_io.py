@@ -225,21 +225,13 @@ def test_load_checkpoint_text_file(tmp_path, text):
     assert "weights_only=False" not in str(info.value)  # never advise the unsafe way out
 
 
-def test_load_checkpoint_without_format_version(tmp_path):
+@pytest.mark.parametrize("key", ["format_version", "val_indices"])
+def test_load_checkpoint_without_a_required_key_names_it(tmp_path, key):
     ckpt = _checkpoint()
-    del ckpt["format_version"]
+    del ckpt[key]
     path = tmp_path / "model.pt"
     torch.save(ckpt, path)
-    with pytest.raises(UserError, match="format_version"):
-        osr_io.load_checkpoint(path)
-
-
-def test_load_checkpoint_missing_a_key(tmp_path):
-    ckpt = _checkpoint()
-    del ckpt["val_indices"]
-    path = tmp_path / "model.pt"
-    torch.save(ckpt, path)
-    with pytest.raises(UserError, match="val_indices"):
+    with pytest.raises(UserError, match=key):
         osr_io.load_checkpoint(path)
 
 

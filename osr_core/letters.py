@@ -1,9 +1,8 @@
 """Synthetic letters A-Z and a-z, rendered and normalised the way MNIST's digits were.
 
 Each glyph is drawn white on black on a large canvas (font, size, stroke width and a small
-rotation drawn at random), cropped to its ink, scaled so its longer side is 20 px with the aspect
-kept (anti-aliased), and placed in 28x28 so that its centre of mass falls on pixel (14, 14), as in
-MNIST (whose centres of mass all round to (14, 14) in row/column index coordinates).
+rotation drawn at random), then put in MNIST form (`mnist_style`: cropped to its ink, fitted into
+20x20 with the aspect kept, centred by mass in 28x28).
 
 Every random choice for image `i` comes from `numpy.random.default_rng([seed, i])`, as for the
 other generated sets in `data.py`: the same seed and fonts give byte-identical images, and a
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from .cli import UserError
 from .io import csv_text
+from .mnist_style import SIDE, normalise_ink
 
 log = logging.getLogger("osr")
 
@@ -55,9 +55,6 @@ DIGIT_LIKE: dict[str, str] = {
     "g": "9", "q": "9",
 }
 
-SIDE = 28
-BOX = 20  # MNIST fits each digit in a 20x20 box before centring it in 28x28
-CENTRE = 14  # MNIST's centre of mass, in row/column index coordinates
 SIZES = (40, 72)  # font sizes in points, inclusive; only stroke weight relative to size matters
 # Extra stroke width in pixels at that size, inclusive. Kept small: at width 0 letters already
 # carry ~15% more ink than MNIST digits, and heavier strokes would let a detector tell letters
@@ -117,10 +114,7 @@ def render_letter(char: str, font: str, size: int, stroke: int, angle: float) ->
     if _lacks_glyph(face, char):
         return np.zeros((SIDE, SIDE), np.uint8)
     canvas = _draw_centred(char, face, stroke).rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=0)
-    bbox = canvas.getbbox()
-    if bbox is None:
-        return np.zeros((SIDE, SIDE), np.uint8)
-    return _centre_by_mass(_fit_box(canvas.crop(bbox)))
+    return normalise_ink(canvas)
 
 
 def _lacks_glyph(face: ImageFont.FreeTypeFont, char: str) -> bool:
@@ -136,31 +130,6 @@ def _draw_centred(char: str, face: ImageFont.FreeTypeFont, stroke: int) -> Image
     origin = (side / 2 - (left + right) / 2, side / 2 - (top + bottom) / 2)
     ImageDraw.Draw(canvas).text(origin, char, fill=255, font=face, stroke_width=stroke, stroke_fill=255)
     return canvas
-
-
-def _fit_box(ink: Image.Image) -> np.ndarray:
-    """Ink crop -> uint8 array whose longer side is 20 px, aspect kept."""
-    width, height = ink.size
-    scale = BOX / max(width, height)
-    target = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(ink.resize(target, Image.Resampling.LANCZOS), dtype=np.uint8)
-
-
-def _centre_by_mass(glyph: np.ndarray) -> np.ndarray:
-    """Pastes `glyph` (h, w) into 28x28 with its centre of mass on pixel (14, 14)."""
-    height, width = glyph.shape
-    weights = glyph.astype(np.float64)
-    total = weights.sum()
-    rows, cols = np.arange(height), np.arange(width)
-    com_row = (weights.sum(axis=1) * rows).sum() / total
-    com_col = (weights.sum(axis=0) * cols).sum() / total
-    # Clamped so no ink is cut off; only a glyph whose mass sits at the very edge of its 20 px
-    # box (none of A-Z, a-z in practice) would end up off centre.
-    top = int(np.clip(np.floor(CENTRE - com_row + 0.5), 0, SIDE - height))
-    left = int(np.clip(np.floor(CENTRE - com_col + 0.5), 0, SIDE - width))
-    out = np.zeros((SIDE, SIDE), np.uint8)
-    out[top:top + height, left:left + width] = glyph
-    return out
 
 
 def generate(count: int, seed: int, font_dir: str | Path | None = None, progress: bool = False) -> list[dict]:

@@ -9,9 +9,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from . import data
+from . import characters, data
 from .cli import UserError
 from .images import load_image_folder
 from .letters import MANIFEST_FILE, read_manifest
@@ -62,6 +63,26 @@ def letter_sets(letters_dir: str | Path) -> list[UnknownSet]:
                                 names=[folder.files[i] for i in clean])]
 
 
+CHARACTERS_PER_GLYPH = 4
+
+
+def character_sets(seed: int) -> list[UnknownSet]:
+    """Hershey stroke characters: those not drawn like a digit, and, reported apart, those that are."""
+    desc = "characters of other scripts drawn from Hershey pen strokes (Greek, Cyrillic, Japanese, script and gothic Latin, symbols)"
+    like_desc = "Hershey stroke characters drawn like a digit (Greek omicron, Cyrillic Ze, ...), reported apart"
+    try:
+        samples = characters.generate(CHARACTERS_PER_GLYPH * len(characters.GLYPHS), seed)
+    except UserError as err:
+        return [UnknownSet("characters", desc, reason=str(err)), UnknownSet("characters_digit_like", like_desc, reason=str(err))]
+    made = []
+    for name, description, digit_like in (("characters", desc, False), ("characters_digit_like", like_desc, True)):
+        chosen = [s for s in samples if s["digit_like"] == digit_like]
+        images = torch.from_numpy(np.stack([s["image"] for s in chosen])).unsqueeze(1).float().div_(255)
+        made.append(UnknownSet(name, description, images=images,
+                               names=[f"{s['font']}_{ord(s['slot']):03d}_{s['index']:05d}" for s in chosen]))
+    return made
+
+
 def extra_set(name: str, folder: str) -> UnknownSet:
     description = f"user folder {folder}"
     try:
@@ -87,6 +108,7 @@ def build_unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int]
         _attempt("fashion_mnist", "Fashion-MNIST test set (garments)",
                  lambda: data.to_float(data.load_fashion_mnist_test(data_dir))),
         *letter_sets(letters_dir),
+        *character_sets(seed),
         _attempt("noise", "uniform noise in [0, 1]", lambda: data.uniform_noise(n_generated, seed)),
         _attempt("mnist_noise", "MNIST test digits with background replaced by uniform noise (CROSR)",
                  lambda: data.mnist_noise(digits[:n_generated], seed)),

@@ -19,7 +19,7 @@ from osr_core import cli, data
 from osr_core.io import CHECKPOINT_FORMAT, atomic_write_bytes, save_checkpoint, torch_bytes
 from osr_core.models import ModelConfig, build_model
 from osr_core.scores import score_images
-from osr_core.training import fit_class_gaussians, fit_openmax, train_one_epoch
+from osr_core.training import fit_class_gaussians, fit_openmax, recalibrate_batch_norm, train_one_epoch
 
 log = logging.getLogger("osr")
 
@@ -45,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["cnn", "dhrnet"], default="cnn",
                    help="cnn (default) or dhrnet, CROSR's hierarchical-latent network with its OpenMax detector")
     p.add_argument("--width", type=int, default=ModelConfig.width, help="channels of the first conv block")
+    p.add_argument("--decoder", choices=["plain", "conditional"], default="plain",
+                   help="conditional: the decoder reconstructs a digit only when told its class (cnn only)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
+    p.add_argument("--oe-fraction", type=float, default=0.0,
+                   help="outlier-exposure negatives per batch, as a fraction of the batch size (0: none)")
+    p.add_argument("--oe-weight", type=float, default=0.5, help="weight of the outlier-exposure loss")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast for the forward pass (fast on CPUs with AVX512-BF16)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--out", default=cli.DEFAULT_CHECKPOINT)
     p.add_argument("--resume", action="store_true",
@@ -61,7 +68,7 @@ def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[i
 
 GAUSSIAN_FIT_IMAGES = 20000  # enough for a 128-d mean and covariance; a pass over all 55k costs twice as long
 RESUME_KEYS = ("arch", "epochs", "batch_size", "lr", "weight_decay", "known_classes", "width", "no_augment", "train_limit",
-               "seed")
+               "seed", "oe_fraction", "oe_weight", "precision", "decoder")
 
 
 def save_checkpoint_state(path: Path, args, model, optimizer, scheduler, generator, history) -> None:
@@ -104,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     to_target = torch.full((10,), -1, dtype=torch.long)
     to_target[torch.tensor(known)] = torch.arange(len(known))
 
-    config = ModelConfig(arch=args.arch, num_classes=len(known), width=args.width)
+    if args.decoder == "conditional" and args.arch != "cnn":
+        raise cli.UserError("--decoder conditional is for --arch cnn")
+    config = ModelConfig(arch=args.arch, num_classes=len(known), width=args.width,
+                         conditional_decoder=args.decoder == "conditional")
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * -(-len(train_idx) // args.batch_size)
@@ -122,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     for epoch in range(first_epoch, args.epochs + 1):
         stats = train_one_epoch(model, train_images, train_targets, optimizer, scheduler, args.batch_size, device,
                                 generator, augment=not args.no_augment, epoch=epoch,
-                                show_progress=cli.progress_enabled(args.quiet))
+                                show_progress=cli.progress_enabled(args.quiet),
+                                negatives_per_batch=round(args.oe_fraction * args.batch_size),
+                                oe_weight=args.oe_weight, bf16=args.precision == "bf16")
         stats["val_accuracy"] = accuracy(model, images[val_known], labels[val_known], known, device)
         stats["epoch"] = epoch
         history.append(stats)
@@ -132,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             save_checkpoint_state(resume_path, args, model, optimizer, scheduler, generator, history)
 
     fit_images, fit_targets = train_images[:GAUSSIAN_FIT_IMAGES], train_targets[:GAUSSIAN_FIT_IMAGES]
+    recalibrate_batch_norm(model, fit_images, device)
     fit_class_gaussians(model, fit_images, fit_targets, device)
     if args.arch == "dhrnet":
         fit_openmax(model, fit_images, fit_targets, device)

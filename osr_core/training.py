@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .models import DHRNet, OSRNet, Outputs, eucos_distance
+from .models import DHRNet, OSRNet, Outputs, eucos_distance, statistics_from_first
+from .outliers import training_negatives
 
 log = logging.getLogger("osr")
 PIXEL_LOSS_WEIGHT = 1.0
@@ -35,18 +36,37 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
 
 def joint_loss(out: Outputs, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (total loss, classification loss)."""
-    ce = F.cross_entropy(out.logits, y)
-    pixel = F.binary_cross_entropy(out.recon, x)
-    feature = F.mse_loss(out.feature_recon, out.features.detach())
+    ce = F.cross_entropy(out.logits.float(), y)
+    pixel = F.binary_cross_entropy(out.recon.float(), x)
+    feature = F.mse_loss(out.feature_recon.float(), out.features.detach().float())
     return ce + PIXEL_LOSS_WEIGHT * pixel + FEATURE_LOSS_WEIGHT * feature, ce
+
+
+def wrong_class_loss(model: OSRNet, features: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A conditional decoder told a wrong class must draw nothing (C2AE's non-match loss, with an empty
+    target): BCE of its output against black. The features are detached: this teaches the decoder and its
+    conditioning, not the encoder."""
+    k = model.config.num_classes
+    wrong = (y + torch.randint(1, k, y.shape, generator=generator).to(y.device)) % k
+    recon = model.decode(features.detach(), wrong).float()
+    return F.binary_cross_entropy(recon, torch.zeros_like(recon))
+
+
+def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the negatives' softmax against the uniform distribution (Hendrycks et al. 2019)."""
+    return -F.log_softmax(logits.float(), dim=1).mean()
 
 
 def train_one_epoch(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
                     scheduler, batch_size: int, device: torch.device, generator: torch.Generator,
-                    augment: bool, epoch: int, show_progress: bool) -> dict:
+                    augment: bool, epoch: int, show_progress: bool, negatives_per_batch: int = 0,
+                    oe_weight: float = 0.0, bf16: bool = False) -> dict:
     """images: uint8 (N, 28, 28) on the CPU; targets: class indices 0..K-1.
 
-    Shuffling and augmentation draw from a CPU generator, so a seed gives the same run on any device.
+    With `negatives_per_batch`, each batch also carries that many outlier-exposure negatives made from its
+    own (augmented) digits, whose softmax is pulled towards uniform with weight `oe_weight`; they enter no
+    other loss. `bf16` runs the forward pass under bfloat16 autocast (CPUs with AVX512-BF16, GPUs).
+    Shuffling, augmentation and negatives draw from a CPU generator, so a seed gives the same run on any device.
     """
     model.train()
     order = torch.randperm(len(images), generator=generator)
@@ -58,9 +78,24 @@ def train_one_epoch(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, 
         x = images[idx].unsqueeze(1).float().div_(255)
         if augment:
             x = random_affine(x, generator)
-        x, y = x.to(device, non_blocking=True), targets[idx].to(device, non_blocking=True)
-        out = model(x)
+        y = targets[idx]
+        n = len(idx)
+        batch = torch.cat([x, training_negatives(x, y, negatives_per_batch, generator)]) if negatives_per_batch else x
+        batch, x, y = batch.to(device, non_blocking=True), batch[:n].to(device, non_blocking=True), y.to(device, non_blocking=True)
+        # Negatives are normalised with the digits' batch statistics, as digits are at test time.
+        conditional = getattr(model.config, "conditional_decoder", False)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), statistics_from_first(model, n):
+            if conditional:  # negatives are nobody's class: their reconstructions are not trained
+                full = model(batch, torch.cat([y, y.new_zeros(len(batch) - n)]))
+            else:
+                full = model(batch)
+            out = Outputs(*(o[:n] if o is not None else None for o in full))
+            wrong = wrong_class_loss(model, out.features, y, generator) if conditional else None
         loss, _ = joint_loss(out, x, y)
+        if conditional:
+            loss = loss + PIXEL_LOSS_WEIGHT * wrong
+        if negatives_per_batch:
+            loss = loss + oe_weight * outlier_exposure_loss(full.logits[n:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -70,6 +105,29 @@ def train_one_epoch(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, 
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
     return {"loss": total_loss / seen, "train_accuracy": correct / seen}
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
+                           batch_size: int = 1024) -> None:
+    """Re-estimates every batch norm's running statistics from un-augmented images (uint8 (N, 28, 28)).
+
+    Training batches are warped, test digits are not, and the running statistics of the warped batches
+    are off for clean digits: slightly for the plain model, by over a standard deviation in the last
+    layer once outlier exposure has shaped the features. Test digits look like clean training digits,
+    so these are the statistics to normalise them with."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over all the batches below
+        m.train()
+    for i in range(0, len(images), batch_size):
+        model(images[i:i + batch_size].unsqueeze(1).float().div(255).to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 @torch.inference_mode()

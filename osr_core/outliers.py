@@ -1,0 +1,188 @@
+"""Unknowns made from MNIST digits alone: the negatives that outlier exposure trains on, and the
+validation proxies that choose the decision score.
+
+The two never share a transformation family, so the proxy measures how what was learnt from the
+negatives carries over to unknowns of a kind the model never saw:
+- **training negatives**: `chimera` (part of a digit joined to the rest of a digit of another class,
+  along a vertical or horizontal line) and `overlay` (two digits of different classes drawn over
+  each other, the second shifted);
+- **selection proxy**: `pose` (a digit mirrored, turned upside down or on its side: digit strokes, no
+  seam, not a digit), `pixel_shuffle` (a digit's pixels in random places: digit ink, no strokes) and
+  `blur` (a digit blurred to a smooth blob).
+
+Every function takes its randomness as a tensor `u` of uniform numbers in [0, 1), one row per output
+image, so the same code serves a training batch (rows drawn from the training generator) and a
+proxy set (row i drawn from `numpy.random.default_rng([seed, i])`: image i is a function of (seed, i)).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Pose transforms, each a function of (B, 1, 28, 28) images.
+POSES = {
+    "mirror": lambda x: x.flip(-1),
+    "upside_down_mirror": lambda x: x.flip(-2),
+    "rotate_180": lambda x: x.flip(-1).flip(-2),
+    "rotate_90": lambda x: x.rot90(1, (-2, -1)),
+    "rotate_270": lambda x: x.rot90(-1, (-2, -1)),
+}
+# Digits that a pose leaves a digit, so a posed copy of them is no unknown. Visual criterion: the
+# transformed shape, as handwritten, reads as some digit. 0, 1 and 8 are near-symmetric under every
+# pose except a quarter turn of 1 (a dash, kept); 3 is its own upside-down mirror; 6 and 9 turn into
+# each other by a half turn, and their upside-down mirrors are mirrored 9 and 6.
+POSE_KEEPS_A_DIGIT = {
+    "mirror": {0, 1, 8},
+    "upside_down_mirror": {0, 1, 3, 6, 8, 9},
+    "rotate_180": {0, 1, 6, 8, 9},
+    "rotate_90": {0, 8},
+    "rotate_270": {0, 8},
+}
+TRAINING_FAMILIES = ("chimera", "overlay")
+PROXY_FAMILIES = ("pose", "pixel_shuffle", "blur")
+PROXY_DESCRIPTIONS = {
+    "pose": "digits mirrored, upside down or on their side (where that leaves no digit)",
+    "pixel_shuffle": "digits with their pixels in random places",
+    "blur": "digits blurred to smooth blobs",
+}
+
+
+def uniforms(n: int, k: int, seed: int) -> torch.Tensor:
+    """(n, k) uniform numbers, row i from default_rng([seed, i]): a proxy image is a function of (seed, i)."""
+    return torch.from_numpy(np.stack([np.random.default_rng([seed, i]).random(k) for i in range(n)]).astype(np.float32)
+                            if n else np.zeros((0, k), np.float32))
+
+
+def different_class_partners(labels: torch.Tensor, u_class: torch.Tensor, u_member: torch.Tensor) -> torch.Tensor:
+    """For each image, the index of an image of another class (uniform over the other classes present,
+    then over that class's images). Images of a class that is alone in `labels` pair with themselves
+    (only possible when a single class is present)."""
+    classes, counts = labels.unique(return_counts=True)                      # (C,), (C,)
+    order = labels.argsort(stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    own = torch.searchsorted(classes, labels)                                  # class position of each image
+    c = len(classes)
+    if c < 2:
+        return torch.arange(len(labels))
+    other = (own + 1 + (u_class * (c - 1)).long().clamp_max(c - 2)) % c        # any class but its own
+    member = (u_member * counts[other]).long().clamp_max(counts[other] - 1)
+    return order[starts[other] + member]
+
+
+def _ink_cut(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """x: (B, 1, 28, 28); q: (B,). The first column index at which the cumulative share of ink reaches q."""
+    profile = x.sum(dim=(1, 2)).cumsum(1)                                     # (B, 28)
+    share = profile / profile[:, -1:].clamp_min(1e-6)
+    return (share < q[:, None]).sum(1)
+
+
+def _shift_columns(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Moves each image right by shift[b] columns (left when negative), filling with black."""
+    source = torch.arange(28).view(1, 28) - shift.view(-1, 1)                 # (B, 28)
+    valid = ((source >= 0) & (source < 28)).view(-1, 1, 1, 28)
+    index = source.clamp(0, 27).view(-1, 1, 1, 28).expand_as(x)
+    return x.gather(3, index) * valid
+
+
+def chimeras(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """u: (B, 4). The left (or top) part of each digit joined to the rest of a digit of another class. Each
+    digit is cut where its own ink divides in the ratio q : 1 - q (q in 0.35-0.65), and the partner is moved
+    so that its cut meets the first one: both parts always carry a fair share of their digit's strokes."""
+    partner = x[different_class_partners(labels, u[:, 0], u[:, 1])]
+    q = 0.35 + 0.3 * u[:, 2]
+    vertical = (u[:, 3] < 0.5).view(-1, 1, 1, 1)
+    # A horizontal cut is a vertical cut of the transposed images.
+    a, b = torch.where(vertical, x, x.transpose(-1, -2)), torch.where(vertical, partner, partner.transpose(-1, -2))
+    cut_a, cut_b = _ink_cut(a, q), _ink_cut(b, q)
+    b = _shift_columns(b, cut_a - cut_b)
+    joined = torch.where(torch.arange(28).view(1, 1, 1, 28) < cut_a.view(-1, 1, 1, 1), a, b)
+    return torch.where(vertical, joined, joined.transpose(-1, -2))
+
+
+def overlays(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """u: (B, 4). Each digit with a digit of another class drawn over it (pixel-wise maximum), shifted by up
+    to 4 pixels each way."""
+    partner = x[different_class_partners(labels, u[:, 0], u[:, 1])]
+    shift = ((u[:, 2:4] * 9).long().clamp_max(8) - 4)                        # (B, 2) in -4..4
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = -shift.float() * 2 / 28
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.maximum(x, F.grid_sample(partner, grid, align_corners=False, padding_mode="zeros"))
+
+
+def poses(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """u: (B, 1). Each digit in a pose drawn among those that do not leave it a digit. Digits that every
+    pose leaves a digit (0, 8) must be dropped first (`pose_changes_class`)."""
+    names = list(POSES)
+    out = x.clone()
+    choice = torch.empty(len(x), dtype=torch.long)
+    for d in labels.unique().tolist():
+        allowed = [i for i, n in enumerate(names) if d not in POSE_KEEPS_A_DIGIT[n]]
+        if not allowed:
+            raise ValueError(f"no pose turns digit {d} into a non-digit; drop it with pose_changes_class")
+        mask = labels == d
+        pick = (u[mask, 0] * len(allowed)).long().clamp_max(len(allowed) - 1)
+        choice[mask] = torch.tensor(allowed)[pick]
+    for i, name in enumerate(names):
+        mask = choice == i
+        if mask.any():
+            out[mask] = POSES[name](x[mask])
+    return out
+
+
+def pose_changes_class(labels: torch.Tensor) -> torch.Tensor:
+    """True where some pose turns the digit into a non-digit (every digit but 0 and 8)."""
+    return torch.tensor([any(int(l) not in keep for keep in POSE_KEEPS_A_DIGIT.values()) for l in labels.tolist()],
+                        dtype=torch.bool)
+
+
+def pixel_shuffles(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """u: (B, 784). Each digit's pixels put in a random order: the ink of a digit without its strokes."""
+    order = u.argsort(dim=1)
+    return x.flatten(1).gather(1, order).view_as(x)
+
+
+def blurs(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """u: (B, 1). Each digit blurred by a Gaussian of sigma 2.5-4 px, rescaled to its original peak."""
+    sigma = 2.5 + 1.5 * u[:, 0]
+    r = torch.arange(-12, 13, dtype=torch.float32)
+    kernels = torch.exp(-r[None] ** 2 / (2 * sigma[:, None] ** 2))
+    kernels = kernels / kernels.sum(1, keepdim=True)                           # (B, 25)
+    b = len(x)
+    rows = F.conv2d(x.reshape(1, b, 28, 28), kernels.view(b, 1, 25, 1), padding=(12, 0), groups=b)
+    both = F.conv2d(rows, kernels.view(b, 1, 1, 25), padding=(0, 12), groups=b).view_as(x)
+    peak = x.flatten(1).amax(1).view(-1, 1, 1, 1)
+    return (both / both.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1) * peak).clamp(0, 1)
+
+
+def training_negatives(x: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n negatives from a training batch (x: (B, 1, 28, 28), labels (B,)): chimeras and overlays, half each,
+    of batch images drawn at random, each paired with another drawn image of a different class."""
+    pick = torch.randint(len(x), (n,), generator=generator)
+    u = torch.rand(n, 4, generator=generator)
+    base, base_labels = x[pick], labels[pick]
+    half = n // 2
+    return torch.cat([chimeras(base[:half], base_labels[:half], u[:half]),
+                      overlays(base[half:], base_labels[half:], u[half:])])
+
+
+def negatives_from(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """The training negatives' families applied to a fixed set of digits (half chimeras, half overlays),
+    image i a function of (seed, i): how well the model learnt what it was trained to reject."""
+    u = uniforms(len(digits), 4, seed)
+    half = len(digits) // 2
+    return torch.cat([chimeras(digits, labels, u)[:half], overlays(digits, labels, u)[half:]])
+
+
+def validation_proxy(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """The selection proxy from validation digits: one set per family, image i a function of (seed, i)."""
+    n = len(digits)
+    u = uniforms(n, 1 + 784 + 1, seed)
+    posable = pose_changes_class(labels)
+    return {
+        "pose": poses(digits[posable], labels[posable], u[posable, :1]),
+        "pixel_shuffle": pixel_shuffles(digits, u[:, 1:785]),
+        "blur": blurs(digits, u[:, 785:]),
+    }

@@ -1,9 +1,12 @@
 """Stage 2: per-class score statistics on the validation split, and the thresholds they give.
 
-Usage: python compute_class_reconstruction_errors.py [--rule quantile] [--target-acceptance 0.99]
+Usage: python compute_class_reconstruction_errors.py [--score auto] [--rule quantile] [--target-acceptance 0.99]
 
 Writes artifacts/reconstruction_errors.txt (read by every later stage; its header names the
-checkpoint's SHA-256) and calibration.json beside it. Only the checkpoint's validation split is used.
+checkpoint's SHA-256 and the decision score) and calibration.json beside it. Only the checkpoint's
+validation split is used: with `--score auto` (the default) the decision score is the candidate that
+best separates the validation digits from the validation proxy made from them (selection.py), and
+calibration.json holds every candidate's AUROC.
 """
 from __future__ import annotations
 
@@ -13,24 +16,36 @@ import sys
 from pathlib import Path
 
 from osr_core import cli
-from osr_core.calibration import DEFAULT_RULE_PARAM, RULES, format_thresholds
+from osr_core.calibration import CALIBRATION_JSON, DEFAULT_RULE_PARAM, RULES, format_thresholds
 from osr_core.io import StageOutputs
 from osr_core.pipeline import calibrate_on_validation, load_trained
-from osr_core.scores import SCORE_NAMES
+from osr_core.scores import AUTO, COMPONENTS, FUSABLE, score_parts
 
 log = logging.getLogger("osr")
 
 
+def score_name(text: str) -> str:
+    if text == AUTO:
+        return text
+    try:
+        score_parts(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--score", choices=SCORE_NAMES, default="combined", help="decision score (default: %(default)s)")
+    p.add_argument("--score", type=score_name, default=AUTO,
+                   help="decision score: auto (chosen on the validation proxy), a component "
+                        f"({', '.join(COMPONENTS)}) or mean(a,b,...) of {', '.join(FUSABLE)} (default: %(default)s)")
     p.add_argument("--rule", choices=RULES, default="quantile", help="threshold rule (default: %(default)s)")
     p.add_argument("--rule-param", type=float, default=None,
                    help="k of mean-std (default 2.326) or mean-factor (default 2.0); quantile uses --target-acceptance")
     p.add_argument("--target-acceptance", type=float, default=0.99,
                    help="fraction of validation knowns to accept (default: %(default)s)")
     p.add_argument("--out", default=cli.DEFAULT_THRESHOLDS, help="thresholds file; calibration.json goes beside it")
-    cli.add_common_flags(p, "data_dir", "checkpoint", "device", "batch_size")
+    cli.add_common_flags(p, "data_dir", "checkpoint", "device", "seed", "batch_size")
     return p
 
 
@@ -40,16 +55,20 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     param = args.rule_param if args.rule_param is not None else DEFAULT_RULE_PARAM[args.rule]
     cal = calibrate_on_validation(trained, args.data_dir, args.score, args.rule, param, args.target_acceptance,
-                                  args.batch_size, cli.progress_enabled(args.quiet))
+                                  args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed)
 
     out = Path(args.out)
-    outputs = StageOutputs(out.parent)
     text = format_thresholds(cal)
-    outputs.write_text(out.name, text)
-    outputs.write_json("calibration.json", cal.to_json())
-    outputs.finish()
+    with StageOutputs(out.parent) as outputs:
+        outputs.write_text(out.name, text)
+        outputs.write_json(CALIBRATION_JSON, cal.to_json())
+        outputs.finish()
     if not args.quiet:
         print(text, end="")
+    if cal.selection:
+        log.info("decision score %s: mean AUROC %.4f on the validation proxy (%s); every candidate in %s",
+                 cal.score, cal.selection["candidates"][cal.score]["mean"], ", ".join(cal.selection["families"]),
+                 out.parent / CALIBRATION_JSON)
     log.info("%d validation images; %.2f%% accepted at these thresholds; wrote %s",
              sum(c.n for c in cal.classes), 100 * cal.validation_acceptance, out)
     return 0

@@ -24,6 +24,7 @@ from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, load_checkpoint, write_json
 from osr_core.pipeline import calibrate_on_validation, known_test_digits, load_calibration, load_trained
 from osr_core.report import render
+from osr_core.scores import AUTO
 from osr_core.unknown_sets import build_unknown_sets, held_out_digits
 
 log = logging.getLogger("osr")
@@ -83,8 +84,8 @@ def calibration_for(trained, args) -> tuple:
     if Path(args.thresholds).is_file():
         return load_calibration(trained, args.thresholds), f"file {args.thresholds}"
     log.warning("no thresholds file at %s: calibrating on the validation split with the defaults", args.thresholds)
-    cal = calibrate_on_validation(trained, args.data_dir, "combined", "quantile", DEFAULT_RULE_PARAM["quantile"],
-                                  0.99, args.batch_size)
+    cal = calibrate_on_validation(trained, args.data_dir, AUTO, "quantile", DEFAULT_RULE_PARAM["quantile"],
+                                  0.99, args.batch_size, seed=args.seed)
     return cal, f"none found at {args.thresholds}; calibrated in memory on the validation split (stage 2 defaults)"
 
 
@@ -117,6 +118,7 @@ def run_unseen_digits(args: argparse.Namespace) -> dict:
         log.info("split %d: AUROC %.4f  macro-F1 %.3f", i, s["auroc"], s["macro_f1"])
     aurocs, f1s = [s["auroc"] for s in splits], [s["macro_f1"] for s in splits]
     summary = {"splits": splits, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),
+               "auroc_min": float(np.min(aurocs)),
                "macro_f1_mean": float(np.mean(f1s)), "macro_f1_std": float(np.std(f1s)),
                "epochs": args.split_epochs, "seed": args.seed}
     write_json(Path(args.splits_dir) / UNSEEN_SUMMARY, summary)
@@ -132,29 +134,35 @@ def run(args: argparse.Namespace) -> int:
     reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
     sets = build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
                               dict(args.extra))
-    outputs = StageOutputs(args.out_dir)
-    result = evaluate(trained, cal, images, labels, [reference.proxy, *sets], args.seed, args.batch_size, outputs,
-                      with_embeddings=not args.no_embeddings, reference=reference, n_boot=args.bootstrap)
-    result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
+    with StageOutputs(args.out_dir) as outputs:
+        result = evaluate(trained, cal, images, labels, [*reference.proxies, *sets], args.seed, args.batch_size,
+                          outputs, with_embeddings=not args.no_embeddings, reference=reference, n_boot=args.bootstrap)
+        result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
+        metrics = report_metrics(args, trained, cal, cal_source, result)
+        outputs.write_json("metrics.json", metrics)
+        outputs.write_text("report.md", render(metrics))
+        outputs.finish()
+    print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
+          f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")
+    return 0
+
+
+def report_metrics(args: argparse.Namespace, trained, cal, cal_source: str, result: dict) -> dict:
+    """metrics.json: the evaluation's result with what produced it (schema in README.md)."""
     metrics = {
         "checkpoint_sha256": trained.sha256,
         "arch": trained.checkpoint["model_config"]["arch"],
         "bootstrap_resamples": args.bootstrap,
         "known_classes": trained.known_classes,
         "calibration": {"score": cal.score, "rule": cal.rule, "rule_param": cal.rule_param,
-                        "target_acceptance": cal.target_acceptance, "source": cal_source},
+                        "target_acceptance": cal.target_acceptance, "source": cal_source, "selection": cal.selection},
         **result,
     }
     metrics["comparisons"] = {name: comparison(name, path) for name, path in args.compare}
     summary = Path(args.splits_dir) / UNSEEN_SUMMARY
     if summary.is_file():
         metrics["unseen_digits"] = json.loads(summary.read_text())
-    outputs.write_json("metrics.json", metrics)
-    outputs.write_text("report.md", render(metrics))
-    outputs.finish()
-    print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
-          f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")
-    return 0
+    return metrics
 
 
 def main(argv=None) -> int:

@@ -35,11 +35,11 @@ def generate_letters(args: argparse.Namespace) -> int:
         raise UserError(f"--count must be at least 1, got {args.count}")
     start = time.perf_counter()
     samples = generate(args.count, args.seed, args.font_dir, progress=progress_enabled(args.quiet))
-    outputs = StageOutputs(args.out_dir)
-    for sample in samples:
-        outputs.write_bytes(sample["file"], png_bytes(sample["image"]))
-    outputs.write_text(MANIFEST_FILE, manifest_text(samples))
-    outputs.finish()
+    with StageOutputs(args.out_dir) as outputs:
+        for sample in samples:
+            outputs.write_bytes(sample["file"], png_bytes(sample["image"]))
+        outputs.write_text(MANIFEST_FILE, manifest_text(samples))
+        outputs.finish()
     fonts = sorted({s["font"] for s in samples})
     digit_like = sum(s["digit_like"] for s in samples)
     log.info(f"wrote {len(samples)} letters to {args.out_dir} in {time.perf_counter() - start:.1f} s: "

@@ -47,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal = load_calibration(trained, args.thresholds)
     images, labels, index = known_test_digits(trained, args.data_dir)
-    outputs = StageOutputs(args.out_dir)
     decisions = decide(trained, cal, images, args.batch_size, keep_recon=True,
                        show_progress=cli.progress_enabled(args.quiet))
-    outputs.write_text("scores.csv", scores_csv("index", index.tolist(), decisions, labels))
     names = [f"idx{i}_label{l}" for i, l in zip(index, labels)]
-    dump_flagged(outputs, images.squeeze(1).numpy(), decisions, names, args.max_panels, args.sheet_size)
-    outputs.finish()
+    with StageOutputs(args.out_dir) as outputs:
+        outputs.write_text("scores.csv", scores_csv("index", index.tolist(), decisions, labels))
+        dump_flagged(outputs, images.squeeze(1).numpy(), decisions, names, args.max_panels, args.sheet_size)
+        outputs.finish()
     print(summary(labels, decisions, trained.known_classes, cal.target_acceptance))
     log.info("wrote %s/scores.csv, flagged/ and most_anomalous.png", args.out_dir)
     return 0

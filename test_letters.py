@@ -59,15 +59,15 @@ def run(args: argparse.Namespace) -> int:
     folder = load_image_folder(args.letters_dir, ignore=frozenset({MANIFEST_FILE}))
     for name, reason in folder.skipped:
         log.warning("skipped %s: %s", name, reason)
-    outputs = StageOutputs(args.out_dir)
     decisions = decide(trained, cal, folder.images, args.batch_size, keep_recon=True,
                        show_progress=cli.progress_enabled(args.quiet))
-    outputs.write_text("scores.csv", scores_csv("file", folder.files, decisions))
-    if folder.skipped:
-        outputs.write_text("skipped.txt", "".join(f"{n}\t{r}\n" for n, r in folder.skipped))
     stems = [f.rsplit(".", 1)[0] for f in folder.files]
-    dump_flagged(outputs, folder.images.squeeze(1).numpy(), decisions, stems, args.max_panels, args.sheet_size)
-    outputs.finish()
+    with StageOutputs(args.out_dir) as outputs:
+        outputs.write_text("scores.csv", scores_csv("file", folder.files, decisions))
+        if folder.skipped:
+            outputs.write_text("skipped.txt", "".join(f"{n}\t{r}\n" for n, r in folder.skipped))
+        dump_flagged(outputs, folder.images.squeeze(1).numpy(), decisions, stems, args.max_panels, args.sheet_size)
+        outputs.finish()
     print(summary(folder.files, decisions.is_unknown, read_manifest(args.letters_dir)))
     if folder.skipped:
         print(f"skipped {len(folder.skipped)} unreadable file(s); listed in {args.out_dir}/skipped.txt")

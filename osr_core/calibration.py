@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
-from .scores import COMBINED_PARTS, SCORE_NAMES
+from .scores import FUSABLE, score_parts
 
 RULES = ("quantile", "mean-std", "mean-factor")
 DEFAULT_RULE_PARAM = {"quantile": None, "mean-std": 2.326, "mean-factor": 2.0}  # 2.326: the normal's 99% point
 FILE_MAGIC = "# osr per-class thresholds v1"
+CALIBRATION_JSON = "calibration.json"  # beside the thresholds file: the same, plus how the score was chosen
 COLUMNS = ("class", "n", "mean", "std", "p50", "p95", "p99", "threshold")
 MIN_CLASS_SAMPLES = 20  # fewer than this and a class borrows the threshold of all classes pooled
 
@@ -44,6 +45,7 @@ class Calibration:
     normalisation: dict[str, tuple[float, float]] = field(default_factory=dict)
     classes: list[ClassStats] = field(default_factory=list)
     validation_acceptance: float | None = None  # measured when calibrating; not kept in the text file
+    selection: dict | None = None  # how the score was chosen (selection.Selection.to_json); calibration.json only
     header_line: int | None = field(default=None, repr=False)  # where the hash stands in the file read
 
     def thresholds_for(self, pred: np.ndarray) -> np.ndarray:
@@ -135,7 +137,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
                 continue
             if key == "normalise":
                 parts = value.split()
-                if len(parts) != 3 or parts[0] not in COMBINED_PARTS:
+                if len(parts) != 3 or parts[0] not in FUSABLE:
                     raise UserError(f"{path}:{lineno}: expected 'normalise: <component> <mean> <std>'")
                 normalisation[parts[0]] = (_number(parts[1], path, lineno, "mean"), _number(parts[2], path, lineno, "std"))
             else:
@@ -154,8 +156,10 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
     for key in ("checkpoint_sha256", "score", "rule", "rule_param", "target_acceptance"):
         if key not in header:
             raise UserError(f"{path}: header line '# {key}: ...' is missing")
-    if header["score"] not in SCORE_NAMES:
-        raise UserError(f"{path}:{header_line['score']}: unknown score {header['score']!r}")
+    try:
+        parts = score_parts(header["score"])
+    except ValueError as err:
+        raise UserError(f"{path}:{header_line['score']}: {err}") from None
     if header["rule"] not in RULES:
         raise UserError(f"{path}:{header_line['rule']}: unknown rule {header['rule']!r} (one of {', '.join(RULES)})")
     seen = set()
@@ -163,8 +167,9 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
         if c.cls in seen:
             raise UserError(f"{path}: class {c.cls} has more than one row")
         seen.add(c.cls)
-    if header["score"] == "combined" and set(normalisation) != set(COMBINED_PARTS):
-        raise UserError(f"{path}: the combined score needs 'normalise:' lines for {', '.join(COMBINED_PARTS)}")
+    if len(parts) > 1 and not set(parts) <= set(normalisation):
+        raise UserError(f"{path}:{header_line['score']}: score {header['score']} needs a 'normalise:' line for each of "
+                        f"{', '.join(parts)}")
     param = (None if header["rule_param"] == "none"
              else _number(header["rule_param"], path, header_line["rule_param"], "rule_param"))
     target = _number(header["target_acceptance"], path, header_line["target_acceptance"], "target_acceptance")

@@ -273,23 +273,6 @@ def distorted_digits(digits: torch.Tensor, seed: int, noise_std: float = 0.3, ma
     }
 
 
-def validation_proxy_unknowns(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """Unknowns made from validation digits alone, for choosing the score without looking at any
-    reported set: chimeras (left half of one digit, right half of a digit of another class) and
-    tile-shuffled digits (4x4 tiles permuted: digit strokes, no digit shape). Half of each."""
-    g = torch.Generator().manual_seed(seed)
-    n = len(digits)
-    partner = torch.randperm(n, generator=g)
-    partner = torch.where(labels[partner] == labels, partner.roll(1), partner)
-    chimeras = torch.cat([digits[..., :14], digits[partner][..., 14:]], dim=-1)
-    tiles = digits.unfold(2, 4, 4).unfold(3, 4, 4).reshape(n, 1, 49, 4, 4)          # (N, 1, 49, 4, 4)
-    order = torch.stack([torch.randperm(49, generator=g) for _ in range(n)])
-    shuffled = tiles[torch.arange(n)[:, None], 0, order].reshape(n, 7, 7, 4, 4)
-    shuffled = shuffled.permute(0, 1, 3, 2, 4).reshape(n, 1, 28, 28)
-    half = n // 2
-    return torch.cat([chimeras[:half], shuffled[half:]])
-
-
 # ----------------------------------------------------------------------------------- optional sets
 def to_mnist_style(images: np.ndarray, invert: bool) -> torch.Tensor:
     """(N, H, W) uint8 grayscale -> (N, 1, 28, 28) float in [0, 1], strokes white."""

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import data, metrics, plots
+from . import data, metrics, outliers, plots
 from .calibration import Calibration
 from .io import StageOutputs
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
-from .scores import FUSIONS, Scored, fuse, normalisation_stats, score_images
+from .scores import Scored, candidate_scores, decision_score, normalisation_stats, score_images
 from .unknown_sets import UnknownSet
 
 log = logging.getLogger("osr")
@@ -31,26 +31,27 @@ EMBED_KNOWN, EMBED_PER_SET = 1500, 300
 class ValidationReference:
     """What the evaluation takes from the validation split alone."""
     scored: Scored                 # the split itself, scored once (baselines calibrate on it)
-    proxy: UnknownSet              # the proxy unknowns the decision score was chosen on
-    normalisation: dict            # standardises every component, for the fusion rows of the ablation
+    proxies: list[UnknownSet]      # the selection proxy's families and the training negatives' families
+    normalisation: dict            # standardises every fusable component, for the fusion rows of the ablation
 
 
 def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int) -> ValidationReference:
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size)
-    proxy = UnknownSet("validation_proxy", "chimeras and tile-shuffled digits made from the validation split; "
-                       "used to choose the score, so not unseen", data.validation_proxy_unknowns(images, labels, seed),
-                       seen_in_training=True)
-    return ValidationReference(scored, proxy, normalisation_stats(scored.components, names=list(scored.components)))
+    proxies = [UnknownSet(f"validation_proxy_{family}", f"{outliers.PROXY_DESCRIPTIONS[family]}, made from the "
+                          "validation split; chose the decision score, so not unseen", unknowns, seen_in_training=True)
+               for family, unknowns in outliers.validation_proxy(images, labels, seed).items()]
+    proxies.append(UnknownSet("training_negatives", "chimeras and overlays (the families outlier exposure trains on), "
+                              "made from the validation split; not unseen",
+                              outliers.negatives_from(images, labels, seed), seen_in_training=True))
+    return ValidationReference(scored, proxies, normalisation_stats(scored.components))
 
 
 def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
-    """AUROC of each score component alone and of each candidate fusion, beside the decision margin."""
-    rows = {name: metrics.auroc(known.scored.components[name], unknown.scored.components[name])
-            for name in known.scored.components}
-    for name, (how, parts) in FUSIONS.items() if fusion_normalisation else ():
-        rows[name] = metrics.auroc(fuse(known.scored, how, parts, fusion_normalisation),
-                                   fuse(unknown.scored, how, parts, fusion_normalisation))
+    """AUROC of every candidate decision score (each component alone, each fusion), beside the decision margin."""
+    names = candidate_scores(known.scored.components) if fusion_normalisation else list(known.scored.components)
+    rows = {name: metrics.auroc(decision_score(known.scored, name, fusion_normalisation or {}),
+                                decision_score(unknown.scored, name, fusion_normalisation or {})) for name in names}
     rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
     return rows
 

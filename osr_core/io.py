@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -62,7 +63,7 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+        writer.writerow([f"{v:.8g}" if isinstance(v, float) else v for v in row])  # a float32 in full
     return buf.getvalue()
 
 
@@ -112,10 +113,15 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 class StageOutputs:
-    """The files one stage writes into a folder that may hold other people's files too.
+    """The files one stage writes into a folder that may hold other people's files too, replaced as a whole.
 
-    A manifest remembers what the previous run wrote. `finish()` removes those of its files this
-    run did not write again, and nothing else, so a re-run replaces the stage's outputs as a whole.
+    Every file is first written into a private staging folder (hidden, inside the output folder, so that
+    the final moves are renames on one file system). Nothing in the output folder changes until `finish()`:
+    it moves the previous run's files (those its manifest lists, and any file a new one replaces) aside,
+    moves the new files in, writes the manifest, and only then deletes what it moved aside. A failure
+    while writing leaves the output folder untouched; a failure (or Ctrl-C) while moving puts every file
+    back. Use it as a context manager so the staging folder goes however the stage ends. Only a hard kill
+    during the final moves can leave old and new files side by side, each of them whole.
     """
 
     def __init__(self, out_dir: str | Path):
@@ -123,22 +129,33 @@ class StageOutputs:
         self.written: list[str] = []
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
         except OSError as err:
-            raise UserError(f"cannot create output folder {self.out_dir}: {err.strerror}") from err
-        if not os.access(self.out_dir, os.W_OK):
-            raise UserError(f"output folder {self.out_dir} is not writable")
+            raise UserError(f"cannot write to output folder {self.out_dir}: {err.strerror}") from err
 
-    def path(self, relative: str) -> Path:
-        """Registers `relative` as one of this run's outputs and returns its full path."""
-        self.written.append(relative)
-        target = self.out_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+    def __enter__(self) -> "StageOutputs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        """Drops whatever was written and not yet moved in."""
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def write_bytes(self, relative: str, data: bytes) -> Path:
-        target = self.path(relative)
-        atomic_write_bytes(target, data)
-        return target
+        """Stages one output file; returns where it will stand once the stage finishes."""
+        self.written.append(relative)
+        staged = self.staging / relative
+        try:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            with open(staged, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise UserError(f"cannot write {self.out_dir / relative}: {err.strerror}") from err
+        return self.out_dir / relative
 
     def write_text(self, relative: str, text: str) -> Path:
         return self.write_bytes(relative, text.encode("utf-8"))
@@ -153,12 +170,14 @@ class StageOutputs:
             names = json.loads(manifest.read_text())
         except (OSError, ValueError):
             return []
+        if not isinstance(names, list):
+            return []
         return [self.out_dir / n for n in names if isinstance(n, str) and self._inside(n)]
 
     def _inside(self, relative: str) -> bool:
         """True for a relative path whose every folder below out_dir is a real folder, not a link."""
         rel = Path(relative)
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts or rel.parts[0].startswith(STAGING_PREFIX):
             return False
         folder = self.out_dir
         for part in rel.parts[:-1]:
@@ -168,15 +187,66 @@ class StageOutputs:
         return True
 
     def finish(self) -> None:
-        keep = {self.out_dir / n for n in self.written}
-        stale = [p for p in self.previous() if p not in keep]
-        for target in stale:
-            if target.is_file() and not target.is_symlink():
-                target.unlink()
-        # Folders emptied by that, up to (not including) out_dir itself.
-        for target in stale:
-            folder = target.parent
-            while folder != self.out_dir and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-                folder.rmdir()
+        """Replaces the previous run's outputs by this run's, as a whole (see the class docstring)."""
+        new = sorted(set(self.written))
+        replaced = {p for p in self.previous() if p.is_file() and not p.is_symlink()}
+        replaced |= {self.out_dir / n for n in new if (self.out_dir / n).is_file()}
+        aside_dir = Path(tempfile.mkdtemp(prefix=REPLACED_PREFIX, dir=self.out_dir))
+        moved_aside: list[tuple[Path, Path]] = []
+        moved_in: list[tuple[Path, Path]] = []
+        created: list[Path] = []
+        try:
+            for target in sorted(replaced):
+                moved_aside.append(_move(target, aside_dir / target.relative_to(self.out_dir)))
+            for name in new:
+                created += _missing_folders((self.out_dir / name).parent, self.out_dir)
+                moved_in.append(_move(self.staging / name, self.out_dir / name))
+            atomic_write_text(self.out_dir / MANIFEST_NAME, json.dumps(new, indent=0) + "\n")
+        except BaseException as err:
+            for source, target in reversed(moved_in):
+                os.replace(target, source)
+            for source, target in reversed(moved_aside):
+                os.replace(target, source)
+            for folder in reversed(created):
+                _remove_if_empty(folder)
+            shutil.rmtree(aside_dir, ignore_errors=True)
+            self.discard()
+            if isinstance(err, OSError):
+                raise UserError(f"cannot replace the outputs in {self.out_dir}: {err.strerror}; "
+                                "the previous ones are unchanged") from err
+            raise
+        shutil.rmtree(aside_dir, ignore_errors=True)
+        self.discard()
+        for source, _ in moved_aside:  # folders emptied by the replacement, up to (not including) out_dir
+            folder = source.parent
+            while folder != self.out_dir and _remove_if_empty(folder):
                 folder = folder.parent
-        atomic_write_text(self.out_dir / MANIFEST_NAME, json.dumps(sorted(set(self.written)), indent=0) + "\n")
+
+
+STAGING_PREFIX = ".osr_staging-"
+REPLACED_PREFIX = ".osr_staging-replaced-"
+
+
+def _move(source: Path, target: Path) -> tuple[Path, Path]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    return source, target
+
+
+def _missing_folders(folder: Path, root: Path) -> list[Path]:
+    """Creates `folder` (below root) and returns the folders that had to be made, outermost first."""
+    missing = []
+    while folder != root and not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    missing.reverse()
+    for f in missing:
+        f.mkdir()
+    return missing
+
+
+def _remove_if_empty(folder: Path) -> bool:
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()
+        return True
+    return False

@@ -1,18 +1,20 @@
 """Steps that several stages share: loading a trained model with its calibration and scoring images."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import data
+from . import data, outliers
 from .cli import UserError
-from .calibration import Calibration, calibrate, read_thresholds
+from .calibration import CALIBRATION_JSON, Calibration, calibrate, read_thresholds
 from .io import load_checkpoint, sha256_file
 from .models import OSRNet, model_from_checkpoint
-from .scores import Scored, decision_score, normalisation_stats, score_images
+from .scores import AUTO, Scored, decision_score, normalisation_stats, score_images, score_parts
+from .selection import Selection, select_score
 
 
 @dataclass
@@ -33,7 +35,16 @@ def load_trained(checkpoint_path: str | Path, device: torch.device) -> Trained:
 
 
 def load_calibration(trained: Trained, thresholds_path: str | Path) -> Calibration:
-    return read_thresholds(thresholds_path, trained.sha256, trained.known_classes)
+    """The thresholds file, with how its score was chosen when calibration.json beside it says so."""
+    cal = read_thresholds(thresholds_path, trained.sha256, trained.known_classes)
+    try:
+        beside = json.loads((Path(thresholds_path).parent / CALIBRATION_JSON).read_text())
+    except (OSError, ValueError):
+        return cal
+    if isinstance(beside, dict) and beside.get("checkpoint_sha256") == cal.checkpoint_sha256 \
+            and beside.get("score") == cal.score and isinstance(beside.get("selection"), dict):
+        cal.selection = beside["selection"]
+    return cal
 
 
 def validation_images(trained: Trained, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,20 +91,37 @@ def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
 
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
-                            target: float, batch_size: int, show_progress: bool = False) -> Calibration:
-    """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else."""
-    images, _ = validation_images(trained, data_dir)
+                            target: float, batch_size: int, show_progress: bool = False, seed: int = 0) -> Calibration:
+    """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else. With score
+    'auto', the score is first chosen on the validation proxy made from the same digits (seeded)."""
+    images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           show_progress=show_progress)
-    return calibrate_scored(trained, scored, score, rule, param, target)
+    selection = None
+    if score == AUTO:
+        selection = select_on_proxy(trained, scored, images, labels, seed, batch_size)
+        score = selection.chosen
+    cal = calibrate_scored(trained, scored, score, rule, param, target)
+    cal.selection = selection.to_json() if selection else None
+    return cal
+
+
+def select_on_proxy(trained: Trained, validation: Scored, images: torch.Tensor, labels: torch.Tensor, seed: int,
+                    batch_size: int) -> Selection:
+    """The decision score that best tells the validation digits from the validation proxy."""
+    proxy = {family: score_images(trained.model, unknowns, trained.known_classes, trained.device, batch_size)
+             for family, unknowns in outliers.validation_proxy(images, labels, seed).items()}
+    return select_score(validation, proxy, normalisation_stats(validation.components))
 
 
 def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,
                      target: float) -> Calibration:
     """Thresholds from an already-scored validation split."""
-    if score != "combined" and score not in validation.components:
-        raise UserError(f"score {score!r} needs a model that has it (openmax: train with --arch dhrnet)")
-    normalisation = normalisation_stats(validation.components) if score == "combined" else {}
+    missing = [p for p in score_parts(score) if p not in validation.components]
+    if missing:
+        raise UserError(f"score {score!r} needs a model that has {', '.join(missing)} (openmax: train with --arch dhrnet)")
+    parts = score_parts(score)
+    normalisation = normalisation_stats(validation.components, names=parts) if len(parts) > 1 else {}
     scores = decision_score(validation, score, normalisation)
     rows = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)
     cal = Calibration(trained.sha256, score, rule, param, target, normalisation, rows)

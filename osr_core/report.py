@@ -21,10 +21,14 @@ checkpoint's known classes; each unknown set is measured against all of them.
   the fraction of unknowns accepted, as the acceptance threshold sweeps (Dhamija et al. 2018).
 - **Seeds' figures**: *MNIST accuracy* = knowns classified right and accepted; *OOD accuracy* = unknowns
   rejected; *total accuracy* = both counted together over all knowns plus all unknowns of the set.
-- **Ablation**: AUROC of each score component alone (each oriented so higher = more unknown), of candidate
-  fusions (z-scores standardised with validation statistics, then averaged or maxed), and of the decision
-  margin. The default `combined` score is the fusion that did best on `validation_proxy`, unknowns made from
-  the validation split alone (digit chimeras and tile-shuffled digits); the other columns played no part in it.
+- **Ablation**: AUROC of every candidate decision score: each component alone (oriented so higher = more
+  unknown) and the mean of every subset of two or more of pixel reconstruction, feature reconstruction, energy
+  and Mahalanobis distance (each standardised with validation statistics, positive errors on a log scale), beside
+  the decision margin.
+- **Decision score**: with `--score auto` (the default) stage 2 picks the candidate with the highest AUROC of
+  validation digits against the validation proxy, averaged over its families (digits mirrored or turned where
+  that leaves no digit, pixel-shuffled digits, blurred digits), all made from the validation split. No reported
+  set plays any part; `validation_proxy_*` rows are therefore marked seen.
 """
 
 # Published figures, each with its source and how its protocol compares to ours.
@@ -93,22 +97,27 @@ def num6(x: float) -> str:
     return f"{x:.6f}"  # enough digits that a value just under a 0.9999 target never shows as meeting it
 
 
-# The project's quality targets: (label, where the value is in metrics.json, test, target as text, format).
+# The project's quality targets (issue 9): (label, where the value is in metrics.json, test, target as text, format).
 TARGETS = [
     ("closed-set accuracy, MNIST test", ("closed_set_accuracy",), lambda v: v >= 0.996, ">= 99.6%", pct),
     ("false-alarm rate at the calibrated thresholds", ("false_alarm_rate",), lambda v: 0.007 <= v <= 0.013,
      "1.0% +- 0.3", pct),
-    ("AUROC, Fashion-MNIST", ("sets", "fashion_mnist", "auroc"), lambda v: v >= 0.995, ">= 0.995", num6),
+    ("AUROC, unseen-digit protocol, mean of 5 splits", ("unseen_digits", "auroc_mean"), lambda v: v >= 0.997,
+     ">= 0.997", num6),
+    ("AUROC, unseen-digit protocol, worst split", ("unseen_digits", "auroc_min"), lambda v: v >= 0.99, ">= 0.99", num6),
+    ("AUROC, letters without digit-like glyphs", ("sets", "letters_no_digit_like", "auroc"), lambda v: v >= 0.995,
+     ">= 0.995", num6),
+    ("detection rate, letters without digit-like glyphs", ("sets", "letters_no_digit_like", "detection_rate"),
+     lambda v: v >= 0.90, ">= 90%", pct),
+    ("AUROC, letters, all", ("sets", "letters", "auroc"), lambda v: v >= 0.95, ">= 0.95", num6),
+    ("macro-F1 (CROSR protocol), letters, all", ("sets", "letters", "macro_f1"), lambda v: v >= 0.90, ">= 0.90", num),
+    ("AUROC, stroke-drawn characters", ("sets", "characters", "auroc"), lambda v: v >= 0.98, ">= 0.98", num6),
+    ("AUROC, natural-image crops", ("sets", "natural_crops", "auroc"), lambda v: v >= 0.999, ">= 0.999", num6),
+    ("AUROC, Fashion-MNIST", ("sets", "fashion_mnist", "auroc"), lambda v: v >= 0.997, ">= 0.997", num6),
     ("AUROC, noise", ("sets", "noise", "auroc"), lambda v: v >= 0.9999, ">= 0.9999", num6),
     ("AUROC, MNIST-Noise", ("sets", "mnist_noise", "auroc"), lambda v: v >= 0.9999, ">= 0.9999", num6),
-    ("AUROC, natural-image crops", ("sets", "natural_crops", "auroc"), lambda v: v >= 0.999, ">= 0.999", num6),
-    ("AUROC, letters without digit-like glyphs", ("sets", "letters_no_digit_like", "auroc"), lambda v: v >= 0.99,
-     ">= 0.99", num6),
-    ("macro-F1 (CROSR protocol), noise", ("sets", "noise", "macro_f1"), lambda v: v >= 0.98, ">= 0.98", num),
-    ("macro-F1 (CROSR protocol), MNIST-Noise", ("sets", "mnist_noise", "macro_f1"), lambda v: v >= 0.98, ">= 0.98", num),
-    ("macro-F1 (CROSR protocol), letters", ("sets", "letters", "macro_f1"), lambda v: v >= 0.95, ">= 0.95", num),
-    ("AUROC, unseen-digit protocol, mean of 5 splits", ("unseen_digits", "auroc_mean"), lambda v: v >= 0.995,
-     ">= 0.995", num6),
+    ("rotated digits (up to 30 degrees) rejected", ("covariate_shift", "rotation", "rejection_rate"),
+     lambda v: v <= 0.05, "<= 5%", pct),
 ]
 
 
@@ -133,8 +142,9 @@ def targets_table(m: dict) -> str:
 def missed_target_notes(m: dict) -> str:
     """For each missed per-set AUROC target: the best ablation row on that set, and how the validation
     proxy (the only data the score was chosen on) ranked that row against the chosen score."""
-    proxy = m["sets"].get("validation_proxy", {}).get("ablation", {})
-    chosen = "mean(pixel, energy, mahalanobis)" if m["calibration"]["score"] == "combined" else m["calibration"]["score"]
+    candidates = (m["calibration"].get("selection") or {}).get("candidates", {})
+    proxy = {name: row["mean"] for name, row in candidates.items()}
+    chosen = m["calibration"]["score"]
     lines = []
     for _, path, ok, target, _ in TARGETS:
         if path[0] != "sets" or path[2] != "auroc":
@@ -143,6 +153,8 @@ def missed_target_notes(m: dict) -> str:
         if not s.get("available") or ok(s["auroc"]):
             continue
         rows = {k: v for k, v in s["ablation"].items() if k != "decision_margin"}
+        if not rows:
+            continue
         best = max(rows, key=rows.get)
         line = f"- **{path[1]}**: the decision reaches {num6(s['auroc'])} (target {target}); "
         if rows[best] <= s["auroc"]:
@@ -154,7 +166,7 @@ def missed_target_notes(m: dict) -> str:
                      f"this run's decision score `{chosen}` ({num(proxy[best])} vs {num(proxy[chosen])})")
         lines.append(line + ".")
     letters = m["sets"].get("letters", {})
-    if letters.get("available") and letters["macro_f1"] < 0.95:
+    if letters.get("available") and letters["macro_f1"] < 0.90:
         clean = m["sets"].get("letters_no_digit_like", {})
         best = max(m.get("baselines", {}).items(), key=lambda kv: kv[1]["sets"].get("letters", {}).get("macro_f1", 0),
                    default=None)
@@ -167,7 +179,7 @@ def missed_target_notes(m: dict) -> str:
             line += f". Best baseline: {best[0]}, {num(best[1]['sets']['letters']['macro_f1'], 3)}"
         lines.append(line + ".")
     ud = m.get("unseen_digits")
-    if ud and ud["auroc_mean"] < 0.995 and all("ablation" in s for s in ud["splits"]):
+    if ud and ud["auroc_mean"] < 0.997 and all("ablation" in s for s in ud["splits"]):
         rows = {k: sum(s["ablation"][k] for s in ud["splits"]) / len(ud["splits"]) for k in ud["splits"][0]["ablation"]}
         best = max((k for k in rows if k != "decision_margin"), key=rows.get)
         lines.append(f"- **unseen digits**: mean AUROC {num6(ud['auroc_mean'])} over the splits "
@@ -243,6 +255,16 @@ def comparison(m: dict) -> str:
     return "\n".join(lines)
 
 
+def selection_section(selection: dict, chosen: str) -> str:
+    families = selection["families"]
+    rows = [[("**" + name + "** (chosen)") if name == chosen else name] + [num(row[f]) for f in families]
+            + [num(row["mean"])] for name, row in sorted(selection["candidates"].items(), key=lambda kv: -kv[1]["mean"])]
+    return "\n".join(["## How the decision score was chosen", "",
+                      f"Every candidate's AUROC of validation digits against each validation-proxy family; the "
+                      f"highest mean decides ({selection['criterion']}).", "",
+                      table(["candidate"] + families + ["mean"], rows), ""])
+
+
 def unseen_digits_section(ud: dict) -> str:
     rows = [[", ".join(map(str, s["known_classes"])), num(s["closed_set_accuracy"]), num(s["auroc"]),
              num(s["macro_f1"], 3), pct(s["false_alarm_rate"])] for s in ud["splits"]]
@@ -275,6 +297,8 @@ def render(m: dict) -> str:
     ]
     if skipped:
         parts += ["Skipped:", *skipped, ""]
+    if cal.get("selection"):
+        parts += [selection_section(cal["selection"], cal["score"])]
     parts += ["## Ablation: what each signal contributes (AUROC)", "", ablation_table(m["sets"]), ""]
     if m.get("baselines"):
         parts += ["## Baselines on the same model and data", "",

@@ -1,11 +1,13 @@
 """Unknown-ness scores. One convention throughout: higher = more unknown.
 
-Each component is a pure function of the network's outputs; `combined` fuses the components
-after standardising each with statistics of the validation split (see calibration.py).
+Each component is a pure function of the network's outputs. A decision score is either a component
+(`energy`) or the mean of several standardised with statistics of the validation split
+(`mean(energy,mahalanobis)`); which one decides is chosen on the validation proxy (selection.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 import torch
@@ -63,19 +65,37 @@ COMPONENTS = {
     "mahalanobis": mahalanobis,
     "openmax": openmax,
 }
-# The default decision score: reconstruction error, the classifier's uncertainty, and the distance to the
-# nearest class in feature space. Chosen among the fusions in FUSIONS by AUROC on validation-derived proxy
-# unknowns (data.validation_proxy_unknowns), never on a reported set; the report's ablation shows them all.
-COMBINED_PARTS = ("pixel_recon", "energy", "mahalanobis")
-FUSIONS = {
-    "mean(pixel, feature, energy)": ("mean", ("pixel_recon", "feature_recon", "energy")),
-    "mean(pixel, energy, mahalanobis)": ("mean", COMBINED_PARTS),
-    "mean(pixel, feature, energy, mahalanobis)": ("mean", ("pixel_recon", "feature_recon", "energy", "mahalanobis")),
-    "max(pixel, energy, mahalanobis)": ("max", COMBINED_PARTS),
-}
+# The components a fusion may combine: one per kind of evidence (pixel reconstruction, feature reconstruction,
+# the classifier's uncertainty, the distance to the nearest class in feature space).
+FUSABLE = ("pixel_recon", "feature_recon", "energy", "mahalanobis")
 # Positive, right-skewed errors are standardised on a log scale.
 LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
-SCORE_NAMES = ("combined", *COMPONENTS)  # openmax only for a dhrnet checkpoint
+AUTO = "auto"  # stage 2: choose the decision score on the validation proxy
+
+
+def fusion_name(parts) -> str:
+    return "mean(" + ",".join(parts) + ")"
+
+
+def score_parts(name: str) -> tuple[str, ...]:
+    """The components a decision score reads: ('energy',) or the parts of 'mean(a,b,...)'.
+    Raises ValueError for a name that is neither a component nor a mean of two or more fusable ones."""
+    if name in COMPONENTS:
+        return (name,)
+    if name.startswith("mean(") and name.endswith(")"):
+        parts = tuple(name[5:-1].split(","))
+        if len(parts) >= 2 and len(set(parts)) == len(parts) and all(p in FUSABLE for p in parts):
+            return parts
+    raise ValueError(f"unknown score {name!r}: a component ({', '.join(COMPONENTS)}) or "
+                     f"mean(a,b,...) of two or more of {', '.join(FUSABLE)}")
+
+
+def candidate_scores(components) -> list[str]:
+    """Every decision score a model offers: each component, and the mean of every subset of two or more
+    fusable components, in a fixed order (ties in the selection go to the first)."""
+    singles = [c for c in COMPONENTS if c in components]
+    fusable = [c for c in FUSABLE if c in components]
+    return singles + [fusion_name(sub) for r in range(2, len(fusable) + 1) for sub in combinations(fusable, r)]
 
 
 @dataclass
@@ -129,10 +149,10 @@ def standardise(values: np.ndarray, name: str, mean: float, std: float) -> np.nd
     return (v - mean) / std
 
 
-def normalisation_stats(components: dict[str, np.ndarray], names=COMBINED_PARTS) -> dict[str, tuple[float, float]]:
+def normalisation_stats(components: dict[str, np.ndarray], names=FUSABLE) -> dict[str, tuple[float, float]]:
     """Mean and std of each named component on the (validation) set it is given, on the scale used."""
     stats = {}
-    for name in names:
+    for name in (n for n in names if n in components):
         v = standardise(components[name], name, 0.0, 1.0)
         stats[name] = (float(v.mean()), float(max(v.std(), 1e-12)))
     return stats
@@ -144,6 +164,7 @@ def fuse(scored: Scored, how: str, names, normalisation: dict[str, tuple[float, 
 
 
 def decision_score(scored: Scored, score: str, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
-    if score != "combined":
+    parts = score_parts(score)
+    if len(parts) == 1:
         return scored.components[score]
-    return fuse(scored, "mean", COMBINED_PARTS, normalisation)
+    return fuse(scored, "mean", parts, normalisation)

@@ -65,11 +65,14 @@ def test_small_class_borrows_the_pooled_threshold_and_absent_class_gets_n_0():
 
 
 # ----------------------------------------------------------------------------------- the file
-def _calibration(score="combined"):
+FUSED = "mean(pixel_recon,energy,mahalanobis)"
+
+
+def _calibration(score=FUSED):
     normalisation = {"pixel_recon": (-4.25, 0.5), "energy": (-7.0, 2.125), "mahalanobis": (0.1 + 0.2, 1 / 3)}
     return Calibration(
         checkpoint_sha256=SHA, score=score, rule="mean-std", rule_param=2.326, target_acceptance=0.95,
-        normalisation=normalisation if score == "combined" else {},
+        normalisation=normalisation if score == FUSED else {},
         classes=[ClassStats(3, 120, 0.125, 0.5, 0.25, 1.5, 2.75, 0.1 + 0.2),  # threshold needs repr to survive
                  ClassStats(5, 0, *([math.nan] * 5), 1 / 3),
                  ClassStats(7, 45, -1.0, 0.0625, -0.875, 2.0, 3.0, 2.326 * math.pi)],
@@ -84,7 +87,7 @@ def test_format_then_parse_preserves_every_field(tmp_path):
     cal = _calibration()
     cal.validation_acceptance = 0.93  # measured, not kept in the file
     back = parse_thresholds(format_thresholds(cal), tmp_path / "t.txt")
-    assert (back.checkpoint_sha256, back.score, back.rule) == (SHA, "combined", "mean-std")
+    assert (back.checkpoint_sha256, back.score, back.rule) == (SHA, FUSED, "mean-std")
     assert back.rule_param == 2.326 and back.target_acceptance == 0.95
     assert back.normalisation == cal.normalisation  # exact, via repr
     assert back.validation_acceptance is None
@@ -196,3 +199,16 @@ def test_thresholds_for_looks_up_the_predicted_class():
                                   [2.326 * math.pi, 0.1 + 0.2, 0.1 + 0.2])
     with pytest.raises(UserError, match=r"\[4\]"):
         cal.thresholds_for(np.array([3, 4]))
+
+
+def test_unknown_score_names_its_line(tmp_path):
+    path, lines = _file(tmp_path, lambda lines: ["# score: combined" if l.startswith("# score:") else l for l in lines])
+    lineno = next(i for i, l in enumerate(lines) if l.startswith("# score:")) + 1
+    with pytest.raises(UserError, match=rf"{re.escape(str(path))}:{lineno}: unknown score 'combined'"):
+        read_thresholds(path, SHA, [3, 5, 7])
+
+
+def test_fused_score_without_its_normalisation_names_the_missing_part(tmp_path):
+    path, _ = _file(tmp_path, lambda lines: [l for l in lines if not l.startswith("# normalise: energy")])
+    with pytest.raises(UserError, match=r"needs a 'normalise:' line for each of pixel_recon, energy, mahalanobis"):
+        read_thresholds(path, SHA, [3, 5, 7])

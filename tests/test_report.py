@@ -10,25 +10,32 @@ def row(table: str, label: str) -> list[str]:
 
 
 def test_targets_are_met_missed_or_not_measured():
-    sets = {name: {"auroc": 0.99995, "macro_f1": 0.99} for name in
+    sets = {name: {"auroc": 0.99995, "macro_f1": 0.99, "detection_rate": 0.95} for name in
             ("fashion_mnist", "noise", "mnist_noise", "natural_crops", "letters_no_digit_like", "letters")}
     sets["noise"]["auroc"] = 0.999895       # just under 0.9999: must not display as 0.99990 and pass
     sets["letters"]["macro_f1"] = 0.80
-    table = targets_table({"closed_set_accuracy": 0.9963, "false_alarm_rate": 0.0140, "sets": sets})
+    sets["letters_no_digit_like"]["detection_rate"] = 0.899
+    table = targets_table({"closed_set_accuracy": 0.9963, "false_alarm_rate": 0.0140, "sets": sets,
+                           "covariate_shift": {"rotation": {"rejection_rate": 0.05}},
+                           "unseen_digits": {"auroc_mean": 0.9971, "auroc_min": 0.9899}})
     assert row(table, "closed-set accuracy, MNIST test")[1:] == ["99.63%", ">= 99.6%", "met"]
     assert row(table, "false-alarm rate at the calibrated thresholds")[3] == "**missed**"   # 1.4% > 1.3%
     assert row(table, "AUROC, noise")[1:] == ["0.999895", ">= 0.9999", "**missed**"]
     assert row(table, "AUROC, MNIST-Noise")[3] == "met"
-    assert row(table, "macro-F1 (CROSR protocol), letters")[3] == "**missed**"
-    assert row(table, "AUROC, unseen-digit protocol, mean of 5 splits")[1] == "not measured in this run"
+    assert row(table, "macro-F1 (CROSR protocol), letters, all")[3] == "**missed**"
+    assert row(table, "detection rate, letters without digit-like glyphs")[1:] == ["89.90%", ">= 90%", "**missed**"]
+    assert row(table, "rotated digits (up to 30 degrees) rejected")[1:] == ["5.00%", "<= 5%", "met"]
+    assert row(table, "AUROC, unseen-digit protocol, mean of 5 splits")[1:] == ["0.997100", ">= 0.997", "met"]
+    assert row(table, "AUROC, unseen-digit protocol, worst split")[3] == "**missed**"
+    assert row(table, "AUROC, stroke-drawn characters")[1] == "not measured in this run"
 
 
 def test_missed_auroc_targets_name_the_best_ablation_row_and_the_proxy_ranking():
     from osr_core.report import missed_target_notes
 
-    chosen = "mean(pixel, energy, mahalanobis)"
-    m = {"calibration": {"score": "combined"}, "sets": {
-        "validation_proxy": {"available": True, "auroc": 0.98, "ablation": {chosen: 0.987, "mahalanobis": 0.97}},
+    chosen = "mean(pixel_recon,energy,mahalanobis)"
+    selection = {"candidates": {chosen: {"mean": 0.987}, "mahalanobis": {"mean": 0.97}}}
+    m = {"calibration": {"score": chosen, "selection": selection}, "sets": {
         "natural_crops": {"available": True, "auroc": 0.9967,
                           "ablation": {chosen: 0.9978, "mahalanobis": 0.9998, "decision_margin": 0.9967}},
         "fashion_mnist": {"available": True, "auroc": 0.9990, "ablation": {chosen: 0.999}},   # met: no note
@@ -46,7 +53,7 @@ def test_missed_macro_f1_and_unseen_digit_targets_are_explained():
 
     splits = [{"auroc": a, "ablation": {"energy": e, "mahalanobis": 0.95, "decision_margin": a}}
               for a, e in ((0.97, 0.99), (0.98, 0.97))]
-    m = {"calibration": {"score": "combined"},
+    m = {"calibration": {"score": "energy"},
          "sets": {"letters": {"available": True, "auroc": 0.9, "macro_f1": 0.8, "detection_rate": 0.5, "ablation": {}},
                   "letters_no_digit_like": {"available": True, "auroc": 0.999, "detection_rate": 0.75,
                                             "ablation": {}}},

@@ -1,12 +1,12 @@
-"""scores.py: one sign convention (higher = more unknown) for every component, the combined score,
-and score_images on a tiny network."""
+"""scores.py: one sign convention (higher = more unknown) for every component, fused decision scores and
+their names, and score_images on a tiny network."""
 import numpy as np
 import pytest
 import torch
 
 from osr_core.models import ModelConfig, OSRNet, Outputs
-from osr_core.scores import (COMBINED_PARTS, COMPONENTS, LOG_SCALED, Scored, decision_score, energy,
-                             normalisation_stats, score_images, standardise)
+from osr_core.scores import (COMPONENTS, FUSABLE, LOG_SCALED, Scored, candidate_scores, decision_score, energy,
+                             normalisation_stats, score_images, score_parts, standardise)
 
 
 def _known_and_unknown_outputs():
@@ -68,8 +68,7 @@ def _scored(n=50, seed=0):
     return Scored(pred=np.zeros(n, dtype=np.int64), components=components)
 
 
-def test_combined_score_is_the_mean_of_standardised_parts():
-    assert COMBINED_PARTS == ("pixel_recon", "energy", "mahalanobis")
+def test_a_fused_score_is_the_mean_of_standardised_parts():
     assert "pixel_recon" in LOG_SCALED and "mahalanobis" in LOG_SCALED and "energy" not in LOG_SCALED
     scored = _scored()
     norm = {"pixel_recon": (-4.1, 0.6), "mahalanobis": (3.9, 0.4), "energy": (-7.5, 2.5)}
@@ -77,7 +76,8 @@ def test_combined_score_is_the_mean_of_standardised_parts():
     expected = ((np.log(c["pixel_recon"]) + 4.1) / 0.6
                 + (c["energy"] + 7.5) / 2.5
                 + (np.log(c["mahalanobis"]) - 3.9) / 0.4) / 3
-    np.testing.assert_allclose(decision_score(scored, "combined", norm), expected, rtol=1e-12)
+    fused = decision_score(scored, "mean(pixel_recon,energy,mahalanobis)", norm)
+    np.testing.assert_allclose(fused, expected, rtol=1e-12)
     # A single component is used as it is.
     assert decision_score(scored, "max_logit", norm) is c["max_logit"]
 
@@ -85,15 +85,34 @@ def test_combined_score_is_the_mean_of_standardised_parts():
 def test_normalisation_stats_standardise_their_own_data_to_mean_0_std_1():
     scored = _scored(200, seed=1)
     stats = normalisation_stats(scored.components)
-    assert set(stats) == set(COMBINED_PARTS)
+    assert set(stats) == set(FUSABLE)
     for name, (mean, std) in stats.items():
         z = standardise(scored.components[name], name, mean, std)
         assert abs(z.mean()) < 1e-9 and abs(z.std() - 1) < 1e-9, name
     # On the log scale for the reconstruction errors: the mean is that of the logs.
     assert np.isclose(stats["pixel_recon"][0], np.log(scored.components["pixel_recon"]).mean())
     assert np.isclose(stats["energy"][0], scored.components["energy"].mean())
-    combined = decision_score(scored, "combined", stats)
-    assert abs(combined.mean()) < 1e-9
+    fused = decision_score(scored, "mean(pixel_recon,feature_recon,energy,mahalanobis)", stats)
+    assert abs(fused.mean()) < 1e-9
+
+
+def test_score_names_parse_into_their_parts():
+    assert score_parts("energy") == ("energy",)
+    assert score_parts("mean(energy,mahalanobis)") == ("energy", "mahalanobis")
+    for bad in ("combined", "mean(energy)", "mean(energy,energy)", "mean(energy,max_logit)", "max(energy,mahalanobis)",
+                "mean(energy, mahalanobis)"):
+        with pytest.raises(ValueError, match="unknown score"):
+            score_parts(bad)
+
+
+def test_candidates_are_every_component_and_every_fusion_of_two_or_more():
+    cnn = [c for c in COMPONENTS if c != "openmax"]
+    names = candidate_scores(cnn)
+    assert names[:len(cnn)] == cnn
+    fusions = names[len(cnn):]
+    assert len(fusions) == 11 == len(set(fusions))  # 6 pairs, 4 triples, 1 quadruple of the 4 fusable components
+    assert all(len(score_parts(f)) >= 2 for f in fusions)
+    assert candidate_scores(["energy", "pixel_recon"]) == ["energy", "pixel_recon", "mean(pixel_recon,energy)"]
 
 
 @pytest.fixture(scope="module")

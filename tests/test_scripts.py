@@ -57,7 +57,8 @@ def test_test_stage_writes_scores_and_replaces_its_dump(trained_run, data_dir, t
     assert header[:7] == ["index", "label", "pred", "score", "threshold", "margin", "is_unknown"]
     rows = np.genfromtxt(out / "scores.csv", delimiter=",", skip_header=1)
     assert len(rows) == 10000
-    assert np.allclose(rows[:, 5], rows[:, 3] - rows[:, 4], atol=1e-4)
+    scale = np.abs(rows[:, 3:5]).max()
+    assert np.allclose(rows[:, 5], rows[:, 3] - rows[:, 4], rtol=0, atol=1e-6 * scale)
     assert ((rows[:, 5] > 0) == (rows[:, 6] == 1)).all()
     first = sorted(p.name for p in (out / "flagged").iterdir())
     assert len(first) == int(rows[:, 6].sum()) > 0
@@ -138,29 +139,55 @@ def test_no_reachable_mnist_source_is_one_line_and_exit_2(tmp_path, capsys, monk
     assert not (tmp_path / "m.pt").exists()
 
 
+SET_KEYS = {"available", "description", "seen_in_training", "n", "auroc", "auroc_ci95", "aupr_in", "aupr_out", "fpr95",
+            "detection_rate", "false_alarm_rate", "macro_f1", "oscr", "mnist_accuracy", "ood_accuracy",
+            "total_accuracy", "ablation"}
+
+
 def test_evaluate_reports_every_set_and_skips_bad_extras(evaluated_run):
     out = evaluated_run["out"]
     m = json.loads((out / "metrics.json").read_text())
     assert m["closed_set_accuracy"] > 0.9
-    for name in ("noise", "mnist_noise", "natural_crops", "letters", "letters_no_digit_like", "again"):
+    for name in ("noise", "mnist_noise", "natural_crops", "letters", "letters_no_digit_like", "characters",
+                 "characters_digit_like", "again"):
         s = m["sets"][name]
-        assert s["available"] and not s["seen_in_training"]
-        for key in ("n", "auroc", "aupr_in", "aupr_out", "fpr95", "detection_rate", "macro_f1", "oscr",
-                    "total_accuracy", "ablation"):
-            assert key in s, (name, key)
-    assert m["sets"]["validation_proxy"]["seen_in_training"]
+        assert s["available"] and not s["seen_in_training"], name
+        assert set(s) == SET_KEYS, (name, set(s) ^ SET_KEYS)
+        assert s["auroc_ci95"][0] <= s["auroc"] <= s["auroc_ci95"][1], name
+        assert s["ablation"]["decision_margin"] == pytest.approx(s["auroc"]), name
+    for name in ("validation_proxy_pose", "validation_proxy_pixel_shuffle", "validation_proxy_blur", "training_negatives"):
+        assert m["sets"][name]["available"] and m["sets"][name]["seen_in_training"], name
+    assert m["calibration"]["selection"]["chosen"] == m["calibration"]["score"]
     seed_style = m["baselines"]["seed-style feature AE, 2 x class mean"]
     assert (seed_style["score"], seed_style["rule"], seed_style["rule_param"]) == ("feature_recon", "mean-factor", 2.0)
     assert set(seed_style["sets"]) == {n for n, s in m["sets"].items() if s["available"]}
-    assert 0 <= seed_style["sets"]["noise"]["detection_rate"] <= 1
     assert not m["sets"]["gone"]["available"] and str(evaluated_run["missing"]) in m["sets"]["gone"]["reason"]
     assert m["sets"]["again"]["auroc"] == pytest.approx(m["sets"]["letters"]["auroc"])
     assert set(m["covariate_shift"]) == {"gaussian_noise", "rotation", "rotation_and_noise"}
     report = (out / "report.md").read_text()
     assert "gone" in report and "Skipped" in report and "![ROC curves](roc.png)" in report
-    assert "validation_proxy (seen in training/tuning: not unseen)" in report
+    assert "validation_proxy_pose (seen in training/tuning: not unseen)" in report
     assert "## Quality targets" in report and "## Baselines on the same model and data" in report
+    assert "## How the decision score was chosen" in report
     assert (out / "roc.png").is_file() and (out / "rejected_noise.png").is_file()
+
+
+def test_evaluate_figures_match_an_independent_recomputation(evaluated_run, trained_run, data_dir):
+    """The noise row, recomputed here from the checkpoint: same images (seed 0, n 500), same decision."""
+    from sklearn.metrics import roc_auc_score
+
+    from osr_core.pipeline import decide, known_test_digits, load_calibration, load_trained
+    m = json.loads((evaluated_run["out"] / "metrics.json").read_text())
+    trained = load_trained(trained_run["checkpoint"], torch.device("cpu"))
+    cal = load_calibration(trained, trained_run["thresholds"])
+    images, labels, _ = known_test_digits(trained, data_dir)
+    known, noise = decide(trained, cal, images, 256), decide(trained, cal, data.uniform_noise(500, 0), 256)
+    assert m["false_alarm_rate"] == pytest.approx(float((known.margin > 0).mean()))
+    assert m["closed_set_accuracy"] == pytest.approx(float((known.scored.pred == labels).mean()))
+    truth = np.r_[np.zeros(len(known.margin)), np.ones(len(noise.margin))]
+    assert m["sets"]["noise"]["auroc"] == pytest.approx(roc_auc_score(truth, np.r_[known.margin, noise.margin]))
+    assert m["sets"]["noise"]["detection_rate"] == pytest.approx(float((noise.margin > 0).mean()))
+    assert m["sets"]["noise"]["n"] == 500
 
 
 def test_evaluate_without_thresholds_calibrates_on_validation_and_says_so(trained_run, letters_dir, data_dir,

@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decision score: auto (chosen on the validation proxy), a component "
                         f"({', '.join(COMPONENTS)}) or mean(a,b,...) of {', '.join(FUSABLE)} (default: %(default)s)")
     p.add_argument("--rule", choices=RULES, default="quantile", help="threshold rule (default: %(default)s)")
-    p.add_argument("--rule-param", type=float, default=None,
+    p.add_argument("--rule-param", type=cli.number(float, 0, low_open=True), default=None,
                    help="k of mean-std (default 2.326) or mean-factor (default 2.0); quantile uses --target-acceptance")
-    p.add_argument("--target-acceptance", type=float, default=0.99,
+    p.add_argument("--target-acceptance", type=cli.number(float, 0.5, 0.9999), default=0.99,
                    help="fraction of validation knowns to accept (default: %(default)s)")
     p.add_argument("--out", default=cli.DEFAULT_THRESHOLDS, help="thresholds file; calibration.json goes beside it")
     cli.add_common_flags(p, "data_dir", "checkpoint", "device", "seed", "batch_size")

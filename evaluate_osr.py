@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import compute_class_reconstruction_errors
 import train
@@ -54,8 +58,6 @@ def comparison(name: str, path: str) -> dict:
         return {"available": True, "source": path, "closed_set_accuracy": other["closed_set_accuracy"],
                 "false_alarm_rate": other["false_alarm_rate"], "score": other["calibration"]["score"],
                 "arch": other.get("arch", "?"), "sets": sets}
-    except FileNotFoundError:
-        return {"available": False, "source": path, "reason": f"{path} not found (make benchmark-crosr writes it)"}
     except (OSError, ValueError, KeyError, TypeError) as err:
         return {"available": False, "source": path, "reason": f"{path} is not a metrics.json of this project ({err})"}
 
@@ -67,14 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra folder of unknown images (repeatable)")
     p.add_argument("--compare", type=parse_compare, action="append", default=[], metavar="NAME=METRICS_JSON",
                    help="another model's metrics.json to set beside this one in the report (repeatable)")
-    p.add_argument("--n-generated", type=int, default=10000, help="images per generated set (noise, crops, ...)")
+    p.add_argument("--n-generated", type=cli.number(int, 1), default=10000, help="images per generated set (noise, crops, ...)")
     p.add_argument("--no-embeddings", action="store_true", help="skip the t-SNE and PCA pictures")
-    p.add_argument("--bootstrap", type=int, default=200, help="resamples for the AUROC intervals (default: %(default)s)")
+    p.add_argument("--bootstrap", type=cli.number(int, 1), default=200, help="resamples for the AUROC intervals (default: %(default)s)")
     p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
     p.add_argument("--splits-dir", default="artifacts/unseen_digits",
                    help="checkpoints and summary of the unseen-digit protocol (default: %(default)s)")
-    p.add_argument("--split-epochs", type=int, default=10,
+    p.add_argument("--split-epochs", type=cli.number(int, 1), default=train.build_parser().get_default("epochs"),
                    help="epochs per split model in the unseen-digit protocol (default: %(default)s, as train.py)")
+    p.add_argument("--methods", default="artifacts/methods/methods.json",
+                   help="benchmarks/methods.py's summary, shown in the report when it exists (default: %(default)s)")
+    p.add_argument("--jobs", type=cli.number(int, 1), default=os.cpu_count() or 1,
+                   help="splits of the protocol trained at once, each in its own process (default: the core count, "
+                        "%(default)s)")
     cli.add_common_flags(p, "data_dir", "checkpoint", "thresholds", "letters_dir", "device", "seed", "batch_size")
     return p
 
@@ -89,43 +96,89 @@ def calibration_for(trained, args) -> tuple:
     return cal, f"none found at {args.thresholds}; calibrated in memory on the validation split (stage 2 defaults)"
 
 
-def run_unseen_digits(args: argparse.Namespace) -> dict:
-    """Trains (or reuses) a model per split through the stage scripts, then measures its held-out digits."""
-    splits = []
-    for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
-        split_dir = Path(args.splits_dir) / f"split{i}"
-        checkpoint, thresholds = split_dir / "model.pt", split_dir / "reconstruction_errors.txt"
-        common = ["--data-dir", args.data_dir, "--device", args.device] + (["--quiet"] if args.quiet else [])
-        reuse = checkpoint.is_file() and load_checkpoint(checkpoint)["known_classes"] == sorted(known)
-        if not reuse:
-            log.info("unseen digits, split %d: training on %s", i, sorted(known))
-            if train.main(["--known-classes", ",".join(map(str, known)), "--epochs", str(args.split_epochs),
-                           "--seed", str(args.seed), "--out", str(checkpoint), *common]) != 0:
-                raise cli.UserError(f"training split {i} failed")
-        if not reuse or not thresholds.is_file():
-            if compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--out", str(thresholds),
-                                                         *common]) != 0:
-                raise cli.UserError(f"calibrating split {i} failed")
-        trained = load_trained(checkpoint, cli.resolve_device(args.device))
+def run_split(i: int, known: list[int], args: argparse.Namespace, threads: int) -> dict:
+    """One split of the protocol: train (or reuse) its model, calibrate it, measure its held-out digits."""
+    torch.set_num_threads(threads)
+    split_dir = Path(args.splits_dir) / f"split{i}"
+    checkpoint, thresholds = split_dir / "model.pt", split_dir / "reconstruction_errors.txt"
+    common = ["--data-dir", args.data_dir, "--device", args.device] + (["--quiet"] if args.quiet else [])
+    if not reusable(checkpoint, known, args):
+        log.info("unseen digits, split %d: training on %s", i, sorted(known))
+        if train.main(["--known-classes", ",".join(map(str, known)), "--epochs", str(args.split_epochs),
+                       "--seed", str(args.seed), "--out", str(checkpoint), *common]) != 0:
+            raise cli.UserError(f"training split {i} failed")
+    trained = load_trained(checkpoint, cli.resolve_device(args.device))
+    try:
         cal = load_calibration(trained, thresholds)
-        images, labels, _ = known_test_digits(trained, args.data_dir)
-        result = evaluate(trained, cal, images, labels, [held_out_digits(args.data_dir, trained.known_classes)],
-                          args.seed, args.batch_size, outputs=None, n_boot=args.bootstrap)
-        s = result["sets"]["held_out_digits"]
-        splits.append({"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
-                       "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
-                       "ablation": s["ablation"], "checkpoint": str(checkpoint)})
-        log.info("split %d: AUROC %.4f  macro-F1 %.3f", i, s["auroc"], s["macro_f1"])
-    aurocs, f1s = [s["auroc"] for s in splits], [s["macro_f1"] for s in splits]
-    summary = {"splits": splits, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),
+    except cli.UserError:  # none yet, or one of an earlier checkpoint
+        if compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--out", str(thresholds),
+                                                     "--seed", str(args.seed), *common]) != 0:
+            raise cli.UserError(f"calibrating split {i} failed")
+        cal = load_calibration(trained, thresholds)
+    images, labels, _ = known_test_digits(trained, args.data_dir)
+    result = evaluate(trained, cal, images, labels, [held_out_digits(args.data_dir, trained.known_classes)],
+                      args.seed, args.batch_size, outputs=None, n_boot=args.bootstrap)
+    s = result["sets"]["held_out_digits"]
+    log.info("split %d: AUROC %.4f  macro-F1 %.3f (score %s)", i, s["auroc"], s["macro_f1"], cal.score)
+    return {"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
+            "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
+            "score": cal.score, "ablation": s["ablation"], "checkpoint": str(checkpoint)}
+
+
+def reusable(checkpoint: Path, known: list[int], args: argparse.Namespace) -> bool:
+    """A split checkpoint from an earlier run counts only if it was trained the way this run would train it."""
+    if not checkpoint.is_file():
+        return False
+    ckpt = load_checkpoint(checkpoint)
+    trained_with = ckpt.get("train_args", {})
+    return (ckpt["known_classes"] == sorted(known) and trained_with.get("epochs") == args.split_epochs
+            and trained_with.get("seed") == args.seed)
+
+
+def _quiet_worker(quiet: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to answer: it stops the workers
+    cli.setup_logging(quiet)
+
+
+def run_unseen_digits(args: argparse.Namespace) -> dict:
+    """Every split, in `--jobs` processes at once (each with its share of the cores as torch threads), then the
+    summary. The same threads per split give the same numbers, bit for bit, whatever the number of jobs."""
+    splits = data.UNSEEN_DIGIT_SPLITS
+    jobs = min(args.jobs, len(splits))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    if jobs == 1:
+        results = [run_split(i, known, args, threads) for i, known in enumerate(splits)]
+    else:
+        log.info("unseen digits: %d splits in %d processes, %d torch thread(s) each", len(splits), jobs, threads)
+        pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_quiet_worker, initargs=(args.quiet,))
+        try:
+            pending = [pool.apply_async(run_split, (i, known, args, threads)) for i, known in enumerate(splits)]
+            results = [p.get() for p in pending]
+            pool.close()
+        finally:
+            pool.terminate()  # after an error or Ctrl-C, no split goes on in the background
+            pool.join()
+    aurocs, f1s = [s["auroc"] for s in results], [s["macro_f1"] for s in results]
+    summary = {"splits": results, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),
                "auroc_min": float(np.min(aurocs)),
                "macro_f1_mean": float(np.mean(f1s)), "macro_f1_std": float(np.std(f1s)),
-               "epochs": args.split_epochs, "seed": args.seed}
+               "epochs": args.split_epochs, "seed": args.seed, "jobs": jobs, "threads_per_job": threads}
     write_json(Path(args.splits_dir) / UNSEEN_SUMMARY, summary)
     return summary
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Named inputs that are missing end the run before any work, leaving the previous report alone."""
+    for name, folder in args.extra:
+        if not Path(folder).is_dir():
+            raise cli.UserError(f"--extra {name}={folder}: no such folder")
+    for name, path in args.compare:
+        if not Path(path).is_file():
+            raise cli.UserError(f"--compare {name}={path}: no such file (make benchmark-crosr writes artifacts/dhrnet/osr/metrics.json)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_inputs(args)
     if args.protocol == "unseen-digits":
         run_unseen_digits(args)
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
@@ -162,6 +215,8 @@ def report_metrics(args: argparse.Namespace, trained, cal, cal_source: str, resu
     summary = Path(args.splits_dir) / UNSEEN_SUMMARY
     if summary.is_file():
         metrics["unseen_digits"] = json.loads(summary.read_text())
+    if Path(args.methods).is_file():
+        metrics["methods"] = json.loads(Path(args.methods).read_text())["methods"]
     return metrics
 
 

@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from osr_core.cli import DEFAULT_LETTERS_DIR, UserError, add_common_flags, progress_enabled, run
+from osr_core.cli import DEFAULT_LETTERS_DIR, add_common_flags, number, progress_enabled, run
 from osr_core.io import StageOutputs
 from osr_core.letters import LETTERS, MANIFEST_FILE, generate, manifest_text, png_bytes
 
@@ -21,7 +21,7 @@ log = logging.getLogger("osr")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=50 * len(LETTERS),
+    parser.add_argument("--count", type=number(int, 1), default=50 * len(LETTERS),
                         help="images to render, cycling A-Z, a-z (default: %(default)s, 50 per glyph)")
     parser.add_argument("--font-dir", default=None,
                         help="extra .ttf/.otf fonts, used besides Pillow's default and any installed DejaVu fonts")
@@ -31,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def generate_letters(args: argparse.Namespace) -> int:
-    if args.count < 1:
-        raise UserError(f"--count must be at least 1, got {args.count}")
     start = time.perf_counter()
     samples = generate(args.count, args.seed, args.font_dir, progress=progress_enabled(args.quiet))
     with StageOutputs(args.out_dir) as outputs:

@@ -25,8 +25,8 @@ log = logging.getLogger("osr")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", default="artifacts/test")
-    p.add_argument("--max-panels", type=int, default=1000, help="at most this many flagged-image PNGs")
-    p.add_argument("--sheet-size", type=int, default=64, help="images on the most-anomalous contact sheet")
+    p.add_argument("--max-panels", type=cli.number(int, 0), default=1000, help="at most this many flagged-image PNGs")
+    p.add_argument("--sheet-size", type=cli.number(int, 1), default=64, help="images on the most-anomalous contact sheet")
     cli.add_common_flags(p, "data_dir", "checkpoint", "thresholds", "device", "batch_size")
     return p
 

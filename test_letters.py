@@ -1,25 +1,31 @@
-"""Stage 5: score every image in a folder (the generated letters by default) as known digit or unknown.
+"""Stage 5: answer, for each image, which digit it is or "unknown" (the generated letters by default).
 
-Usage: python test_letters.py [--letters-dir artifacts/letters] [--out-dir artifacts/letters_test]
+Usage: python test_letters.py [IMAGE_OR_FOLDER_OR_GLOB ...] [--letters-dir artifacts/letters]
+                              [--invert auto|yes|no] [--json] [--show 20] [--out-dir artifacts/letters_test]
 
-Any folder of images works: each is converted to 28x28 grayscale (with a warning), unreadable
-files are skipped and listed. Writes scores.csv, the flagged-image panels and most_anomalous.png,
-and prints how many were flagged, per letter when the folder has a manifest.csv.
+Any images work (files, folders, glob patterns; any size, mode or polarity): each is put in MNIST form
+(ink white on black, cropped, fitted into 20x20, centred by mass); unreadable files are skipped and
+listed. Prints one line per image (`file  digit 7 (score ... <= threshold ...)` or `file  unknown
+(nearest 8, score ... > ...)`), or with --json one JSON object per line, then a summary (per letter when
+the folder has a manifest.csv). Writes scores.csv, the flagged-image panels and most_anomalous.png.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
 from osr_core import cli
-from osr_core.dumps import dump_flagged, scores_csv
-from osr_core.images import load_image_folder
+from osr_core.dumps import answer_line, answer_record, dump_flagged, scores_csv
+from osr_core.images import load_images
 from osr_core.io import StageOutputs
 from osr_core.letters import MANIFEST_FILE, read_manifest
+from osr_core.mnist_style import INVERT_CHOICES
 from osr_core.pipeline import decide, load_calibration, load_trained
 
 log = logging.getLogger("osr")
@@ -27,15 +33,22 @@ log = logging.getLogger("osr")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("images", nargs="*", help="image files, folders or glob patterns (default: --letters-dir)")
+    p.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
+                   help="make dark ink on light paper white on black: auto (from the border), yes or no")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image instead of lines")
+    p.add_argument("--show", type=cli.number(int, 0), default=20,
+                   help="print the answer for at most this many images (default: %(default)s; all of them in scores.csv)")
     p.add_argument("--out-dir", default="artifacts/letters_test")
-    p.add_argument("--max-panels", type=int, default=1000, help="at most this many flagged-image PNGs")
-    p.add_argument("--sheet-size", type=int, default=64, help="images on the most-anomalous contact sheet")
+    p.add_argument("--max-panels", type=cli.number(int, 0), default=1000, help="at most this many flagged-image PNGs")
+    p.add_argument("--sheet-size", type=cli.number(int, 1), default=64, help="images on the most-anomalous contact sheet")
     cli.add_common_flags(p, "letters_dir", "checkpoint", "thresholds", "device", "batch_size")
     return p
 
 
 def summary(files: list[str], flagged: np.ndarray, manifest: dict) -> str:
-    lines = [f"flagged unknown: {flagged.sum()} of {len(files)} images ({100 * flagged.mean():.2f}%)"]
+    lines = [f"unknown: {flagged.sum()} of {len(files)} images ({100 * flagged.mean():.2f}%); "
+             f"named as digits: {len(files) - flagged.sum()}"]
     if manifest:
         per_char: dict[str, list[bool]] = defaultdict(list)
         digit_like = []
@@ -56,21 +69,33 @@ def summary(files: list[str], flagged: np.ndarray, manifest: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal = load_calibration(trained, args.thresholds)
-    folder = load_image_folder(args.letters_dir, ignore=frozenset({MANIFEST_FILE}))
+    inputs = args.images or [args.letters_dir]
+    folder = load_images(inputs, invert=args.invert, ignore=frozenset({MANIFEST_FILE}))
     for name, reason in folder.skipped:
         log.warning("skipped %s: %s", name, reason)
     decisions = decide(trained, cal, folder.images, args.batch_size, keep_recon=True,
                        show_progress=cli.progress_enabled(args.quiet))
-    stems = [f.rsplit(".", 1)[0] for f in folder.files]
+    stems = [Path(f).name.rsplit(".", 1)[0] for f in folder.files]
     with StageOutputs(args.out_dir) as outputs:
         outputs.write_text("scores.csv", scores_csv("file", folder.files, decisions))
         if folder.skipped:
             outputs.write_text("skipped.txt", "".join(f"{n}\t{r}\n" for n, r in folder.skipped))
         dump_flagged(outputs, folder.images.squeeze(1).numpy(), decisions, stems, args.max_panels, args.sheet_size)
         outputs.finish()
-    print(summary(folder.files, decisions.is_unknown, read_manifest(args.letters_dir)))
+    single_folder = len(inputs) == 1 and Path(inputs[0]).is_dir()
+    manifest = read_manifest(inputs[0]) if single_folder else {}
+    if args.json:  # stdout carries the records alone; the summary goes to the log
+        for i, name in enumerate(folder.files):
+            print(json.dumps(answer_record(name, decisions, i)))
+        log.info(summary(folder.files, decisions.is_unknown, manifest))
+    else:
+        for i, name in enumerate(folder.files[:args.show]):
+            print(answer_line(name, decisions, i))
+        if len(folder.files) > args.show:
+            print(f"... {len(folder.files) - args.show} more in {args.out_dir}/scores.csv (--show N for more)")
+        print(summary(folder.files, decisions.is_unknown, manifest))
     if folder.skipped:
-        print(f"skipped {len(folder.skipped)} unreadable file(s); listed in {args.out_dir}/skipped.txt")
+        log.warning("skipped %d unreadable file(s); listed in %s/skipped.txt", len(folder.skipped), args.out_dir)
     return 0
 
 

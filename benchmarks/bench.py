@@ -1,8 +1,11 @@
 """Benchmark: where the pipeline's time and memory go, on this machine.
 
-Usage: python benchmarks/bench.py [--repeats 5] [--skip-pipeline] [--out artifacts/bench/bench.json]
+Usage: python benchmarks/bench.py [--repeats 5] [--skip-pipeline] [--skip-curves] [--out artifacts/bench/bench.json]
 
 In one run it measures (medians over repeats, after a warm-up):
+  0. time to quality: for the default recipe and the alternatives in CURVES, trained for each epoch budget, the
+     validation accuracy and the validation-proxy AUROC of the chosen score after every epoch, against training
+     seconds (time_to_quality.png beside bench.json); the default's epochs and width are read off this curve;
   1. training: images/s of train.py's own loop (batching, augmentation, loss, step) against a bare loop of the
      same model, loss and optimiser on tensors already in memory;
   2. scoring: images/s of test.py's scoring path (uint8 -> float, model, every score component, thresholds)
@@ -14,6 +17,7 @@ Prints one table and writes bench.json with the core count and the torch version
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -28,11 +32,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from osr_core import cli, data  # noqa: E402
-from osr_core.io import write_json  # noqa: E402
+import train  # noqa: E402
+from osr_core import cli, data, plots  # noqa: E402
+from osr_core.distributed import World  # noqa: E402
+from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
 from osr_core.models import ModelConfig, build_model  # noqa: E402
-from osr_core.pipeline import decide, load_calibration, load_trained  # noqa: E402
-from osr_core.training import joint_loss, train_one_epoch  # noqa: E402
+from osr_core.pipeline import Trained, decide, load_calibration, load_trained, select_on_proxy  # noqa: E402
+from osr_core.scores import score_images  # noqa: E402
+from osr_core.training import Recipe, finish_fitting, joint_loss, train_one_epoch  # noqa: E402
 
 TRAIN_IMAGES, TRAIN_BATCH = 8192, 128
 SCORE_BATCH = 256
@@ -57,10 +64,12 @@ def bench_training(data_dir: str, repeats: int) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     generator = torch.Generator().manual_seed(0)
     device = torch.device("cpu")
+    bf16 = cli.resolve_precision(train.build_parser().get_default("precision"), device) == "bf16"  # the default's
+    recipe = Recipe(TRAIN_BATCH, bf16=bf16)
 
     def real():
-        train_one_epoch(model, images, labels, optimizer, scheduler, TRAIN_BATCH, device, generator,
-                        augment=True, epoch=0, show_progress=False)
+        train_one_epoch(model, images, labels, optimizer, scheduler, recipe, device, generator,
+                        epoch=0, show_progress=False)
 
     batches = [(data.to_float(images[i:i + TRAIN_BATCH]), labels[i:i + TRAIN_BATCH])
                for i in range(0, len(images), TRAIN_BATCH)]
@@ -68,14 +77,61 @@ def bench_training(data_dir: str, repeats: int) -> dict:
     def bare():
         model.train()
         for x, y in batches:
-            loss, _ = joint_loss(model(x), x, y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x)
+            loss, _ = joint_loss(out, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
     real_rate, bare_rate = median_rate(real, len(images), repeats), median_rate(bare, len(images), repeats)
-    return {"images": len(images), "batch_size": TRAIN_BATCH, "pipeline_images_per_s": real_rate,
+    return {"images": len(images), "batch_size": TRAIN_BATCH, "precision": "bf16" if bf16 else "fp32",
+            "pipeline_images_per_s": real_rate,
             "bare_images_per_s": bare_rate, "time_ratio": bare_rate / real_rate}
+
+
+# (label, train.py flags, epoch budgets): each budget is a run of its own, since the one-cycle schedule spans it.
+CURVES = [
+    ("default: bf16, width 16, batch 256, lr 0.006", ["--precision", "bf16"], [4, 5]),
+    ("bf16, width 16, batch 128, lr 0.003", ["--precision", "bf16", "--batch-size", "128", "--lr", "0.003"], [3, 5, 8]),
+    ("bf16, width 8, batch 256, lr 0.006", ["--precision", "bf16", "--width", "8"], [5]),
+    ("fp32, width 16, batch 128, lr 0.003 (the previous default)",
+     ["--precision", "fp32", "--batch-size", "128", "--lr", "0.003"], [10]),
+]
+
+
+def epoch_quality(model, d: "train.Split", device: torch.device, seed: int) -> dict:
+    """What the model would be worth if training stopped now: finished like a checkpoint (batch-norm statistics,
+    class Gaussians) on a copy, then its validation accuracy and the proxy AUROC of the score stage 2 would pick."""
+    snapshot = copy.deepcopy(model)
+    finish_fitting(snapshot, *d.fit_images, device)
+    images = data.to_float(d.val_images)
+    trained = Trained(snapshot, {"known_classes": d.known}, "", device)
+    val = score_images(snapshot, images, d.known, device, 512)
+    selection = select_on_proxy(trained, val, images, d.val_labels, seed, 512)
+    return {"val_accuracy": float((torch.from_numpy(val.pred) == d.val_labels).float().mean()),
+            "proxy_auroc": selection.table[selection.chosen]["mean"], "chosen": selection.chosen}
+
+
+def bench_curves(data_dir: str, out_dir: Path) -> list[dict]:
+    device = torch.device("cpu")
+    runs = []
+    for label, flags, budgets in CURVES:
+        for epochs in budgets:
+            args = train.build_parser().parse_args([*flags, "--epochs", str(epochs), "--data-dir", data_dir, "--quiet",
+                                                    "--out", str(out_dir / "curve.pt")])
+            args.precision = cli.resolve_precision(args.precision, device)
+            d = train.split(args)
+            points = []
+
+            def on_epoch(model, stats):
+                points.append({"epoch": stats["epoch"], "train_seconds": stats["train_seconds"],
+                               **epoch_quality(model, d, device, args.seed)})
+                print(f"  {label}, {epochs} epochs: epoch {stats['epoch']} at {stats['train_seconds']:.0f} s: "
+                      f"val acc {points[-1]['val_accuracy']:.4f}, proxy AUROC {points[-1]['proxy_auroc']:.4f}", flush=True)
+            train.fit(args, World(), device, on_epoch=on_epoch)
+            runs.append({"label": f"{label}, {epochs} epochs", "variant": label, "epochs": epochs, "points": points})
+    return runs
 
 
 def bench_scoring(data_dir: str, checkpoint: Path, thresholds: Path, repeats: int) -> dict:
@@ -129,6 +185,7 @@ def run_stage(cmd: list[str]) -> tuple[float, float]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--skip-curves", action="store_true", help="skip the time-to-quality curves (about 12 minutes)")
     p.add_argument("--skip-pipeline", action="store_true",
                    help="skip the stage timings; score with --checkpoint/--thresholds instead")
     p.add_argument("--checkpoint", default=cli.DEFAULT_CHECKPOINT)
@@ -147,6 +204,9 @@ def main(argv=None) -> int:
               "device": "cpu", "stages": {}}
     with tempfile.TemporaryDirectory(prefix="osr-bench-") as tmp:
         art = Path(tmp)
+        if not args.skip_curves:
+            result["time_to_quality"] = bench_curves(args.data_dir, art)
+            atomic_write_bytes(Path(args.out).parent / "time_to_quality.png", plots.time_to_quality_png(result["time_to_quality"]))
         checkpoint, thresholds = Path(args.checkpoint), Path(args.thresholds)
         if not args.skip_pipeline:
             for name, cmd in pipeline_stages(args.data_dir, art):
@@ -172,6 +232,10 @@ def render(r: dict) -> str:
              f"{'scoring path (all components), images/s':48s} {s['pipeline_images_per_s']:12.0f}",
              f"{'bare forward, images/s':48s} {s['bare_images_per_s']:12.0f}",
              f"{'scoring path / bare forward time ratio':48s} {s['time_ratio']:12.2f}"]
+    for run in r.get("time_to_quality", []):
+        last = run["points"][-1]
+        lines.append(f"{run['label'][:40] + ', end':48s} {last['train_seconds']:5.0f} s  acc {last['val_accuracy']:.4f}"
+                     f"  proxy {last['proxy_auroc']:.4f}")
     for name, st in r["stages"].items():
         lines.append(f"{'stage ' + name + ', wall s / peak MiB':48s} {st['wall_s']:6.1f} / {st['peak_rss_mib']:4.0f}")
     if "pipeline_wall_s" in r:

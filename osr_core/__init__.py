@@ -1,7 +1,23 @@
-"""Shared code for the MNIST open-set recognition pipeline.
+"""Open-set recognition for handwritten digits: which digit, or unknown.
 
-Modules, one job each: ``cli`` (flags, seeding, devices, exit codes), ``io`` (atomic files,
-checkpoints, output folders), ``data`` (obtaining and verifying data sets), ``images`` (reading
-arbitrary image folders), ``models`` (the network), ``scores`` (unknown-ness scores),
-``calibration`` (per-class thresholds), ``metrics`` and ``plots``.
+From Python, the front door is ``OpenSetRecognizer`` (``osr_core.api``)::
+
+    from osr_core import OpenSetRecognizer
+    result = OpenSetRecognizer.load("artifacts/model.pt", "artifacts/reconstruction_errors.txt").predict(images)
+
+Modules, one job each: ``cli`` (flags, seeding, devices, exit codes), ``io`` (atomic files, checkpoints,
+output folders), ``data`` (obtaining and verifying data sets), ``images`` (reading images from files, folders
+and arrays), ``mnist_style`` (MNIST's own normalisation), ``letters`` and ``characters`` (generated unknowns),
+``outliers`` (unknowns made from digits: training negatives and the validation proxy), ``models`` (the
+networks), ``training``, ``distributed`` (torchrun), ``scores`` (unknown-ness scores), ``selection``
+(choosing the decision score), ``calibration`` (per-class thresholds), ``pipeline`` (what stages share),
+``evaluation``, ``metrics``, ``plots``, ``report``, ``api``.
 """
+
+
+def __getattr__(name: str):
+    # Imported on first use, so that `import osr_core.cli` stays light.
+    if name in ("OpenSetRecognizer", "Predictions"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'osr_core' has no attribute {name!r}")

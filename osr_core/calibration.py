@@ -47,6 +47,7 @@ class Calibration:
     validation_acceptance: float | None = None  # measured when calibrating; not kept in the text file
     selection: dict | None = None  # how the score was chosen (selection.Selection.to_json); calibration.json only
     header_line: int | None = field(default=None, repr=False)  # where the hash stands in the file read
+    row_lines: list[int] = field(default_factory=list, repr=False)  # where each class row stands in the file read
 
     def thresholds_for(self, pred: np.ndarray) -> np.ndarray:
         lookup = {c.cls: c.threshold for c in self.classes}
@@ -59,6 +60,7 @@ class Calibration:
         d = asdict(self)
         d["normalisation"] = {k: list(v) for k, v in self.normalisation.items()}
         d.pop("header_line")
+        d.pop("row_lines")
         return d
 
 
@@ -128,6 +130,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
     header_line: dict[str, int] = {}
     normalisation: dict[str, tuple[float, float]] = {}
     rows: list[ClassStats] = []
+    row_lines: list[int] = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -153,6 +156,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
             raise UserError(f"{path}:{lineno}: class and n must be whole numbers") from None
         stats = [_number(v, path, lineno, name, allow_nan=True) for v, name in zip(cells[2:7], COLUMNS[2:7])]
         rows.append(ClassStats(cls, n, *stats, _number(cells[7], path, lineno, "threshold")))
+        row_lines.append(lineno)
     for key in ("checkpoint_sha256", "score", "rule", "rule_param", "target_acceptance"):
         if key not in header:
             raise UserError(f"{path}: header line '# {key}: ...' is missing")
@@ -162,11 +166,11 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
         raise UserError(f"{path}:{header_line['score']}: {err}") from None
     if header["rule"] not in RULES:
         raise UserError(f"{path}:{header_line['rule']}: unknown rule {header['rule']!r} (one of {', '.join(RULES)})")
-    seen = set()
-    for c in rows:
-        if c.cls in seen:
-            raise UserError(f"{path}: class {c.cls} has more than one row")
-        seen.add(c.cls)
+    first_line: dict[int, int] = {}
+    for c, lineno in zip(rows, row_lines):
+        if c.cls in first_line:
+            raise UserError(f"{path}:{lineno}: class {c.cls} has a second row (the first is line {first_line[c.cls]})")
+        first_line[c.cls] = lineno
     if len(parts) > 1 and not set(parts) <= set(normalisation):
         raise UserError(f"{path}:{header_line['score']}: score {header['score']} needs a 'normalise:' line for each of "
                         f"{', '.join(parts)}")
@@ -174,7 +178,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
              else _number(header["rule_param"], path, header_line["rule_param"], "rule_param"))
     target = _number(header["target_acceptance"], path, header_line["target_acceptance"], "target_acceptance")
     return Calibration(header["checkpoint_sha256"], header["score"], header["rule"], param, target, normalisation,
-                       rows, header_line=header_line["checkpoint_sha256"])
+                       rows, header_line=header_line["checkpoint_sha256"], row_lines=row_lines)
 
 
 def read_thresholds(path: str | Path, checkpoint_sha256: str, known_classes: list[int]) -> Calibration:
@@ -192,5 +196,7 @@ def read_thresholds(path: str | Path, checkpoint_sha256: str, known_classes: lis
                         f"this one is {checkpoint_sha256[:12]}...); re-run compute_class_reconstruction_errors.py")
     missing = set(known_classes) - {c.cls for c in cal.classes}
     if missing:
-        raise UserError(f"{path} has no row for class(es) {sorted(missing)}")
+        where = f"lines {cal.row_lines[0]}-{cal.row_lines[-1]}" if cal.row_lines else "none"
+        raise UserError(f"{path} has no row for class(es) {sorted(missing)} (the checkpoint knows {known_classes}; "
+                        f"class rows: {where})")
     return cal

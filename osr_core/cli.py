@@ -39,6 +39,40 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 autocast runs natively: a CUDA device with bf16, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where it is native (see bf16_is_fast), else 'fp32'."""
+    if name == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return name
+
+
+def number(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """An argparse type: a number of `kind` within [low, high] ((low, high] with low_open), else a clear error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if value != value or (low is not None and (value <= low if low_open else value < low)) \
+                or (high is not None and value > high):
+            bounds = f"{'>' if low_open else '>='} {low}" if high is None else f"in {'(' if low_open else '['}{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+    return parse
+
+
 def add_common_flags(parser: argparse.ArgumentParser, *names: str) -> None:
     """Adds the flags shared across scripts, each with the same name, default and meaning."""
     specs = {
@@ -48,7 +82,7 @@ def add_common_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         "letters_dir": ("--letters-dir", dict(default=DEFAULT_LETTERS_DIR, help="folder of images (default: %(default)s)")),
         "device": ("--device", dict(default="auto", choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")),
         "seed": ("--seed", dict(type=int, default=0, help="random seed (default: %(default)s)")),
-        "batch_size": ("--batch-size", dict(type=int, default=256, help="images per batch (default: %(default)s)")),
+        "batch_size": ("--batch-size", dict(type=number(int, 1), default=256, help="images per batch (default: %(default)s)")),
     }
     for name in names:
         flag, kwargs = specs[name]
@@ -66,7 +100,8 @@ def setup_logging(quiet: bool) -> None:
 
 def run(main_body: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None) -> int:
-    """Parses argv, runs the stage, and maps user errors to one stderr line and exit code 2."""
+    """Parses argv, runs the stage, and maps user errors to one stderr line and exit code 2, Ctrl-C to one
+    line and exit code 130."""
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
     try:
@@ -74,3 +109,7 @@ def run(main_body: Callable[[argparse.Namespace], int | None], parser: argparse.
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Every file is written atomically and stage outputs are staged, so nothing is left half-written.
+        print("interrupted: earlier outputs are unchanged", file=sys.stderr)
+        return 130

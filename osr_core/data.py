@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import math
 import pickle
@@ -260,11 +261,37 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
 
 
+def scanned_digits(digits_u8: np.ndarray, seed: int) -> list[np.ndarray]:
+    """MNIST digits as a scan or photo of paper shows them: dark ink on light paper, the digit drawn 40-120 px
+    tall somewhere on a larger sheet, paper and ink levels, sensor noise and JPEG compression (quality 50-95)
+    drawn at random. digits_u8: (N, 28, 28) uint8 -> N grayscale images in [0, 1] of various sizes, image i
+    a function of (seed, i) and digit i. They are known digits: the user preprocessing must recover them."""
+    from PIL import Image
+
+    scans = []
+    for i, digit in enumerate(digits_u8):
+        rng = _rng(seed, i)
+        side = int(rng.integers(40, 121))
+        width, height = (int(side * f) + 8 for f in rng.uniform(1.1, 2.5, 2))
+        paper, ink = rng.uniform(0.75, 1.0), rng.uniform(0.0, 0.35)
+        drawn = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.LANCZOS), np.float32) / 255
+        sheet = np.full((height, width), paper, np.float32)
+        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        sheet[top:top + side, left:left + side] -= np.clip(drawn, 0, 1) * (paper - ink)
+        sheet += rng.normal(0, rng.uniform(0, 0.03), sheet.shape).astype(np.float32)
+        buf = io.BytesIO()
+        Image.fromarray(np.rint(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=int(rng.integers(50, 96)))
+        scans.append(np.asarray(Image.open(buf).convert("L"), np.float32) / 255)
+    return scans
+
+
 def distorted_digits(digits: torch.Tensor, seed: int, noise_std: float = 0.3, max_degrees: float = 30.0) -> dict[str, torch.Tensor]:
-    """Known digits under covariate shift: Gaussian noise, rotation up to 30 degrees, and both."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(digits.shape, generator=g) * noise_std
-    degrees = (torch.rand(len(digits), generator=g) * 2 - 1) * max_degrees
+    """Known digits under covariate shift: Gaussian noise, rotation up to 30 degrees, and both. Digit i's noise and
+    angle come from default_rng([seed, i]), so image i is the same whatever the number of digits."""
+    draws = [_rng(seed, i) for i in range(len(digits))]
+    noise = torch.from_numpy(np.stack([r.standard_normal((1, 28, 28), dtype=np.float32) for r in draws]) * noise_std) \
+        if len(digits) else torch.zeros_like(digits)
+    degrees = torch.tensor([r.uniform(-max_degrees, max_degrees) for r in draws], dtype=torch.float32)
     rotated = rotate(digits, degrees)
     return {
         "gaussian_noise": (digits + noise).clamp_(0, 1),

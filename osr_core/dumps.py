@@ -12,20 +12,40 @@ from .plots import anomaly_panel_png, contact_sheet_png
 
 log = logging.getLogger("osr")
 FLAGGED_DIR = "flagged"
+SHEET_LEGEND = ("each cell: the image as the model saw it | its reconstruction | error map (bright = badly rebuilt); "
+                "caption: name, pN = nearest digit N, margin = score - threshold (above 0: unknown)")
 
 
 def scores_csv(id_column: str, ids: Sequence, decisions: Decisions, labels: np.ndarray | None = None) -> str:
-    """One row per image: id, [label], pred, score, threshold, margin, is_unknown, then every component."""
+    """One row per image: id, [label], answer, pred, score, threshold, margin, is_unknown, then every component
+    (columns and signs documented in README.md)."""
     comps = decisions.scored.components
-    header = [id_column, *(["label"] if labels is not None else []), "pred", "score", "threshold", "margin",
+    answers = decisions.answers
+    header = [id_column, *(["label"] if labels is not None else []), "answer", "pred", "score", "threshold", "margin",
               "is_unknown", *comps]
     rows = (
-        [ids[i], *([int(labels[i])] if labels is not None else []), int(decisions.scored.pred[i]),
+        [ids[i], *([int(labels[i])] if labels is not None else []), answers[i], int(decisions.scored.pred[i]),
          float(decisions.score[i]), float(decisions.threshold[i]), float(decisions.margin[i]),
          int(decisions.is_unknown[i]), *(float(comps[c][i]) for c in comps)]
         for i in range(len(ids))
     )
     return csv_text(header, rows)
+
+
+def answer_line(name: str, decisions: Decisions, i: int) -> str:
+    """`name  digit 7 (score 0.21 <= threshold 1.55)` or `name  unknown (nearest 8, score 4.51 > 1.55)`."""
+    score, threshold, pred = decisions.score[i], decisions.threshold[i], int(decisions.scored.pred[i])
+    if decisions.is_unknown[i]:
+        return f"{name}  unknown (nearest {pred}, score {score:.3g} > {threshold:.3g})"
+    return f"{name}  digit {pred} (score {score:.3g} <= threshold {threshold:.3g})"
+
+
+def answer_record(name: str, decisions: Decisions, i: int) -> dict:
+    """The same as one JSON-ready object, with every component score (higher = more unknown)."""
+    return {"file": name, "answer": decisions.answers[i], "nearest": int(decisions.scored.pred[i]),
+            "score": float(decisions.score[i]), "threshold": float(decisions.threshold[i]),
+            "margin": float(decisions.margin[i]),
+            "components": {c: float(v[i]) for c, v in decisions.scored.components.items()}}
 
 
 def dump_flagged(outputs: StageOutputs, images: np.ndarray, decisions: Decisions, names: Sequence[str],
@@ -40,7 +60,7 @@ def dump_flagged(outputs: StageOutputs, images: np.ndarray, decisions: Decisions
         outputs.write_bytes(f"{FLAGGED_DIR}/{rank:05d}_{names[i]}.png", anomaly_panel_png(images[i], recon[i], title))
     top = flagged[:sheet_size]
     captions = [f"{names[i]} p{pred[i]} {decisions.margin[i]:+.2f}" for i in top]
-    outputs.write_bytes("most_anomalous.png", contact_sheet_png(images[top], recon[top], captions))
+    outputs.write_bytes("most_anomalous.png", contact_sheet_png(images[top], recon[top], captions, legend=SHEET_LEGEND))
     if len(flagged) > max_panels:
         log.warning("%d images flagged; wrote panels for the %d most anomalous (raise --max-panels for more)",
                     len(flagged), max_panels)

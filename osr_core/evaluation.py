@@ -9,6 +9,8 @@ import torch
 
 from . import data, metrics, outliers, plots
 from .calibration import Calibration
+from .dumps import SHEET_LEGEND
+from .images import as_batch
 from .io import StageOutputs
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
 from .scores import Scored, candidate_scores, decision_score, normalisation_stats, score_images
@@ -24,7 +26,7 @@ BASELINES = {
     "energy (Liu et al. 2020), 99% quantile": ("energy", "quantile", None),
     "Mahalanobis (Lee et al. 2018), 99% quantile": ("mahalanobis", "quantile", None),
 }
-EMBED_KNOWN, EMBED_PER_SET = 1500, 300
+EMBED_KNOWN, EMBED_PER_SET = 1000, 200  # t-SNE on ~3,000 points: a readable picture in a few seconds
 
 
 @dataclass
@@ -75,24 +77,38 @@ def baselines(trained: Trained, validation: Scored, known: Decisions, known_labe
     return results
 
 
+SCANS = 2000  # digits re-rendered as scans: enough for rates to 1 point, about 3 s to make and read
+
+
 def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, labels: np.ndarray, seed: int,
                     batch_size: int) -> dict:
-    """Known digits under noise and rotation: how accurate, and how many get rejected."""
+    """Known digits under noise and rotation, and as scans of paper read through the user preprocessing (beside
+    the same digits in MNIST form): how accurate, and how many get rejected."""
+    shifted = dict(data.distorted_digits(digits, seed))
+    n = min(SCANS, len(digits))
+    u8 = (digits[:n, 0] * 255).round().to(torch.uint8).numpy()
+    shifted["scans"] = as_batch(data.scanned_digits(u8, seed))
+    shifted["scans_in_mnist_form"] = digits[:n]
     results = {}
-    for name, images in data.distorted_digits(digits, seed).items():
+    for name, images in shifted.items():
+        truth = labels[:len(images)]
         d = decide(trained, cal, images, batch_size)
-        correct = d.scored.pred == labels
-        results[name] = {"n": int(len(labels)), "accuracy": float(correct.mean()),
+        correct = d.scored.pred == truth
+        results[name] = {"n": int(len(truth)), "accuracy": float(correct.mean()),
                          "rejection_rate": float(d.is_unknown.mean()),
                          "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None}
     return results
 
 
-def _sheet(images: torch.Tensor, decisions: Decisions, order: np.ndarray, names: list[str] | None) -> bytes:
+def _sheet(trained: Trained, images: torch.Tensor, decisions: Decisions, order: np.ndarray,
+           names: list[str] | None) -> bytes:
+    """A contact sheet of the first SHEET_SIZE images in `order`, reconstructed again here: keeping every
+    reconstruction of ~90,000 scored images would cost 280 MB for the 64 per set the sheets show."""
     order = order[:SHEET_SIZE]
+    shown = images[order]
+    recon = score_images(trained.model, shown, trained.known_classes, trained.device, keep_recon=True).recon
     caption = lambda i: f"{names[i] if names else i} p{decisions.scored.pred[i]} {decisions.margin[i]:+.2f}"
-    return plots.contact_sheet_png(images[order].squeeze(1).numpy(), decisions.scored.recon[order],
-                                   [caption(i) for i in order])
+    return plots.contact_sheet_png(shown.squeeze(1).numpy(), recon, [caption(i) for i in order], legend=SHEET_LEGEND)
 
 
 def embeddings(known: Decisions, known_labels: np.ndarray, unknowns: dict[str, Decisions], seed: int) -> dict[str, bytes]:
@@ -121,7 +137,7 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
     """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only).
     With the validation `reference`, also the fusion rows of the ablation and the baselines."""
     classes = trained.known_classes
-    known = decide(trained, cal, known_images, batch_size, keep_recon=outputs is not None, keep_features=True)
+    known = decide(trained, cal, known_images, batch_size, keep_features=True)
     result = {
         "closed_set_accuracy": float((known.scored.pred == known_labels).mean()),
         "false_alarm_rate": float(known.is_unknown.mean()),
@@ -135,7 +151,7 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
             entry["reason"] = s.reason or "no images"
             result["sets"][s.name] = entry
             continue
-        d = decide(trained, cal, s.images, batch_size, keep_recon=outputs is not None, keep_features=True)
+        d = decide(trained, cal, s.images, batch_size, keep_features=True)
         scored_sets[s.name] = d
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
                                          classes, seed, n_boot))
@@ -153,15 +169,18 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
             rejected = np.flatnonzero(d.is_unknown)
             slipped = np.flatnonzero(~d.is_unknown)
             outputs.write_bytes(f"rejected_{s.name}.png",
-                                _sheet(s.images, d, rejected[np.argsort(-d.margin[rejected], kind="stable")], s.names))
+                                _sheet(trained, s.images, d, rejected[np.argsort(-d.margin[rejected], kind="stable")],
+                                       s.names))
             outputs.write_bytes(f"slipped_{s.name}.png",
-                                _sheet(s.images, d, slipped[np.argsort(d.margin[slipped], kind="stable")], s.names))
+                                _sheet(trained, s.images, d, slipped[np.argsort(d.margin[slipped], kind="stable")],
+                                       s.names))
     result["baselines"] = baselines(trained, reference.scored, known, known_labels, scored_sets,
                                     cal.target_acceptance, seed) if reference else {}
     if outputs is not None and scored_sets:
         outputs.write_bytes("roc.png", plots.roc_curves_png(
             {n: (known.margin, d.margin) for n, d in scored_sets.items()}, "ROC: MNIST test (known) vs each unknown set"))
         if with_embeddings:
-            for name, png in embeddings(known, known_labels, scored_sets, seed).items():
+            unseen = {n: d for n, d in scored_sets.items() if not result["sets"][n]["seen_in_training"]}
+            for name, png in embeddings(known, known_labels, unseen, seed).items():
                 outputs.write_bytes(name, png)
     return result

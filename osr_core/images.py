@@ -1,9 +1,11 @@
-"""Reading an arbitrary folder of images into MNIST-shaped tensors, skipping what cannot be read.
+"""Reading images from the outside world (files, folders, glob patterns) into MNIST form, skipping what
+cannot be read.
 
-Every entry of the folder is either loaded or listed in `skipped` with a one-line reason; nothing
-in the folder can crash the reader, hang it (FIFOs are never opened) or make it decode a
-decompression bomb. Images are taken as given (white strokes on black, as in MNIST): no
-automatic inversion, because a reader cannot tell a dark-on-light letter from a light-on-dark one.
+Every entry is either loaded or listed in `skipped` with a one-line reason; nothing can crash the
+reader, hang it (FIFOs are never opened) or make it decode a decompression bomb. Each image goes through
+MNIST's own preprocessing (`mnist_style.to_mnist_form`): ink made white on black (detected from the
+border, or forced with invert="yes"/"no"), cropped to the ink, fitted into 20x20 with the aspect kept,
+centred by mass in 28x28. Images already in MNIST form pass through unchanged.
 
 Choices a user may need to know:
 - Hidden entries (names starting with ".", e.g. `.DS_Store` or the output manifest that
@@ -14,28 +16,29 @@ Choices a user may need to know:
 - 16-bit images are scaled by 65535, 32-bit integer and float images by the smallest of 255,
   65535 (integers) or 1.0 (floats) that holds their maximum, else by their maximum: a uniform
   mid-grey image stays mid-grey instead of being stretched to white.
-- Any other size is resized to 28x28 (Lanczos on the grayscale image); the aspect ratio is not
-  kept, as a user folder of digit crops is expected to be roughly square already.
 - Multi-frame files (GIF, TIFF) contribute their first frame.
+- Folders are read one level deep: their sub-folders are listed as skipped, not searched.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .cli import UserError
+from .mnist_style import to_mnist_form
 
 log = logging.getLogger("osr")
 
-SIDE = 28
 # Refused before decoding: far above any sensible digit image, far below what exhausts memory.
 MAX_PIXELS = 4096 * 4096
 
@@ -43,28 +46,52 @@ MAX_PIXELS = 4096 * 4096
 @dataclass
 class ImageFolder:
     images: torch.Tensor  # float32 (N, 1, 28, 28) in [0, 1]
-    files: list[str]  # names relative to the folder, sorted, one per image
+    files: list[str]  # one per image: names relative to the folder (one folder read), else paths as given
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, one-line reason)
-    converted: int = 0  # images that were not already 28x28 8-bit grayscale
+    converted: int = 0  # images that were not already in MNIST form
 
 
 class _Unreadable(Exception):
     """An entry that is not a usable image; its message is the reason shown to the user."""
 
 
-def load_image_folder(folder: str | Path, ignore: frozenset[str] = frozenset()) -> ImageFolder:
+def load_image_folder(folder: str | Path, ignore: frozenset[str] = frozenset(), invert: str = "auto") -> ImageFolder:
     """`ignore`: names known not to be images (a manifest beside them), left out without a warning."""
     folder = Path(folder)
     if not folder.exists():
         raise UserError(f"image folder not found: {folder}")
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder of images")
+    entries = [(name, folder / name) for name in _visible_entries(folder) if name not in ignore]
+    return _read_all(entries, str(folder), invert)
+
+
+def load_images(inputs: Sequence[str | Path], invert: str = "auto", ignore: frozenset[str] = frozenset()) -> ImageFolder:
+    """Image files, folders (read as load_image_folder does) and glob patterns, in the order given. With a single
+    folder the names are relative to it; otherwise they are the paths as given (folder/name for folder entries)."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        return load_image_folder(inputs[0], ignore, invert)
+    entries = []
+    for item in map(str, inputs):
+        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+        if not matches:
+            raise UserError(f"no file matches {item}")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                entries += [(str(path / n), path / n) for n in _visible_entries(path) if n not in ignore]
+            elif path.exists() or path.is_symlink():
+                entries.append((match, path))
+            else:
+                raise UserError(f"image not found: {match}")
+    return _read_all(entries, ", ".join(map(str, inputs)), invert)
+
+
+def _read_all(entries: list[tuple[str, Path]], where: str, invert: str) -> ImageFolder:
     arrays, files, skipped, converted = [], [], [], 0
-    for name in _visible_entries(folder):
-        if name in ignore:
-            continue
+    for name, path in entries:
         try:
-            array, was_converted = _read_image(folder / name)
+            array, was_converted = _read_image(path, invert)
         except _Unreadable as err:
             skipped.append((name, str(err)))
             continue
@@ -72,8 +99,8 @@ def load_image_folder(folder: str | Path, ignore: frozenset[str] = frozenset()) 
         files.append(name)
         converted += was_converted
     if not arrays:
-        raise UserError(f"{folder} holds no readable images; {len(skipped)} entries skipped")
-    _warn_summary(folder, len(arrays), converted, skipped)
+        raise UserError(f"{where} holds no readable images; {len(skipped)} entries skipped")
+    _warn_summary(where, len(arrays), converted, skipped)
     images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)  # (N, 1, 28, 28)
     return ImageFolder(images=images, files=files, skipped=skipped, converted=converted)
 
@@ -86,15 +113,13 @@ def _visible_entries(folder: Path) -> list[str]:
     return sorted(n for n in names if not n.startswith("."))
 
 
-def _read_image(path: Path) -> tuple[np.ndarray, bool]:
-    """One file -> float32 (28, 28) in [0, 1], and whether it had to be converted."""
+def _read_image(path: Path, invert: str) -> tuple[np.ndarray, bool]:
+    """One file -> float32 (28, 28) in [0, 1] in MNIST form, and whether it had to be converted."""
     _check_regular_file(path)
     img = _decode(path)
-    converted = not (img.mode == "L" and img.size == (SIDE, SIDE))
     gray = _to_unit_gray(img)
-    if gray.shape != (SIDE, SIDE):
-        gray = _resize(gray)
-    return gray, converted
+    form = to_mnist_form(gray, invert)
+    return form, not (img.mode == "L" and form is gray)
 
 
 def _check_regular_file(path: Path) -> None:
@@ -153,21 +178,78 @@ def _scale_wide(values: np.ndarray, is_float: bool) -> np.ndarray:
     return np.clip(values / scale, 0.0, 1.0).astype(np.float32)
 
 
-def _resize(gray: np.ndarray) -> np.ndarray:
-    resized = Image.fromarray(gray).resize((SIDE, SIDE), Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots slightly
-
-
 def _one_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _warn_summary(folder: Path, loaded: int, converted: int, skipped: list[tuple[str, str]]) -> None:
+def _warn_summary(folder: str, loaded: int, converted: int, skipped: list[tuple[str, str]]) -> None:
     if not converted and not skipped:
         return
     examples = "; ".join(f"{name}: {reason}" for name, reason in skipped[:3])
     more = f"; ... {len(skipped) - 3} more" if len(skipped) > 3 else ""
     detail = f" ({examples}{more})" if skipped else ""
-    log.warning(f"{folder}: {loaded} images read, {converted} converted to 28x28 grayscale, "
+    log.warning(f"{folder}: {loaded} images read, {converted} converted to MNIST form, "
                 f"{len(skipped)} entries skipped{detail}")
+
+
+# ----------------------------------------------------------------------------------- in-memory images
+ARRAY_SHAPES = "(H, W), (N, H, W) or (N, 1, H, W)"
+
+
+def as_batch(images, invert: str = "auto") -> torch.Tensor:
+    """What people hold -> float32 (N, 1, 28, 28) in MNIST form, each image through to_mnist_form.
+
+    Accepts a path (str or Path) to an image file, a PIL image, a NumPy array or a torch tensor of shape
+    (H, W), (N, H, W) or (N, 1, H, W) (uint8 in 0-255, bool, or float in [0, 1]), or a list or tuple of
+    any of these. Anything else is a ValueError that names what it got and what is expected.
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("no images: got an empty list")
+        return torch.cat([as_batch(item, invert) for item in images])
+    grays = _grays(images)
+    return torch.from_numpy(np.stack([to_mnist_form(g, invert) for g in grays])).unsqueeze(1)
+
+
+def _grays(item) -> list[np.ndarray]:
+    """One item -> its grayscale images, float32 (H, W) in [0, 1]."""
+    if isinstance(item, (str, Path)):
+        path = Path(item)
+        try:
+            _check_regular_file(path)
+            return [_to_unit_gray(_decode(path))]
+        except _Unreadable as err:
+            raise ValueError(f"cannot read image {path}: {err}") from None
+    if isinstance(item, Image.Image):
+        return [_to_unit_gray(item)]
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    if not isinstance(item, np.ndarray):
+        raise ValueError(f"expected a path, a PIL image, a NumPy array or a torch tensor, got {type(item).__name__}")
+    return list(_unit_range(item).reshape(-1, *item.shape[-2:])) if _check_shape(item) else []
+
+
+def _check_shape(a: np.ndarray) -> bool:
+    if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] > 4 and a.shape[1] > 4:
+        raise ValueError(f"got shape {a.shape}, which looks like one colour image (H, W, C); pass grayscale "
+                         f"{ARRAY_SHAPES}, or the PIL image, which is converted to grayscale")
+    if a.ndim not in (2, 3, 4) or (a.ndim == 4 and a.shape[1] != 1):
+        raise ValueError(f"expected an array of shape {ARRAY_SHAPES}, got {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"no images: got an array of shape {a.shape}")
+    return True
+
+
+def _unit_range(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.floating):
+        low, high = float(np.nanmin(a)), float(np.nanmax(a))
+        if not np.isfinite(a).all() or low < 0.0 or high > 1.0:
+            raise ValueError(f"float images must lie in [0, 1], got values from {low:g} to {high:g} "
+                             "(pass 0-255 images as uint8)")
+        return a.astype(np.float32)
+    raise ValueError(f"expected uint8, bool or float images, got dtype {a.dtype}")

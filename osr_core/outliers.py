@@ -7,8 +7,10 @@ negatives carries over to unknowns of a kind the model never saw:
   along a vertical or horizontal line) and `overlay` (two digits of different classes drawn over
   each other, the second shifted);
 - **selection proxy**: `pose` (a digit mirrored, turned upside down or on its side: digit strokes, no
-  seam, not a digit), `pixel_shuffle` (a digit's pixels in random places: digit ink, no strokes) and
-  `blur` (a digit blurred to a smooth blob).
+  seam, not a digit), `pixel_shuffle` (a digit's pixels in random places: digit ink, no strokes), `blur`
+  (a digit blurred to a smooth blob) and `negative` (a digit in negative: dense ink, the digit's shape
+  left as a gap; every image from outside is put white-on-black before the model sees it, so the model
+  never meets a real digit so drawn). Near (pose) and far, sparse (shuffle, blur) and dense (negative).
 
 Every function takes its randomness as a tensor `u` of uniform numbers in [0, 1), one row per output
 image, so the same code serves a training batch (rows drawn from the training generator) and a
@@ -40,11 +42,12 @@ POSE_KEEPS_A_DIGIT = {
     "rotate_270": {0, 8},
 }
 TRAINING_FAMILIES = ("chimera", "overlay")
-PROXY_FAMILIES = ("pose", "pixel_shuffle", "blur")
+PROXY_FAMILIES = ("pose", "pixel_shuffle", "blur", "negative")
 PROXY_DESCRIPTIONS = {
     "pose": "digits mirrored, upside down or on their side (where that leaves no digit)",
     "pixel_shuffle": "digits with their pixels in random places",
     "blur": "digits blurred to smooth blobs",
+    "negative": "digits in negative (dark strokes on white)",
 }
 
 
@@ -85,11 +88,33 @@ def _shift_columns(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return x.gather(3, index) * valid
 
 
-def chimeras(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def earlier_partners(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """For a generated set: each image's partner, an image of another class drawn from default_rng([seed, i, 1])
+    among the images before it (the first image of another class after it, while none comes before). Image i's
+    partner so depends on images 0..i only: a longer set keeps every earlier pairing."""
+    labels = labels.tolist()
+    partners = []
+    for i, label in enumerate(labels):
+        earlier = [j for j in range(i) if labels[j] != label] if i < 64 else None
+        if earlier is not None and not earlier:
+            later = next((j for j in range(i + 1, len(labels)) if labels[j] != label), i)
+            partners.append(later)
+            continue
+        rng = np.random.default_rng([seed, i, 1])
+        while True:  # rejection sampling: another class is found within a few draws
+            j = int(rng.integers(i)) if earlier is None else earlier[int(rng.integers(len(earlier)))]
+            if labels[j] != label:
+                partners.append(j)
+                break
+    return torch.tensor(partners, dtype=torch.long)
+
+
+def chimeras(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
     """u: (B, 4). The left (or top) part of each digit joined to the rest of a digit of another class. Each
     digit is cut where its own ink divides in the ratio q : 1 - q (q in 0.35-0.65), and the partner is moved
-    so that its cut meets the first one: both parts always carry a fair share of their digit's strokes."""
-    partner = x[different_class_partners(labels, u[:, 0], u[:, 1])]
+    so that its cut meets the first one: both parts always carry a fair share of their digit's strokes.
+    `partners` (indices into x) default to a random other-class image of the batch."""
+    partner = x[different_class_partners(labels, u[:, 0], u[:, 1]) if partners is None else partners]
     q = 0.35 + 0.3 * u[:, 2]
     vertical = (u[:, 3] < 0.5).view(-1, 1, 1, 1)
     # A horizontal cut is a vertical cut of the transposed images.
@@ -100,10 +125,10 @@ def chimeras(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Te
     return torch.where(vertical, joined, joined.transpose(-1, -2))
 
 
-def overlays(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def overlays(x: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, partners: torch.Tensor | None = None) -> torch.Tensor:
     """u: (B, 4). Each digit with a digit of another class drawn over it (pixel-wise maximum), shifted by up
-    to 4 pixels each way."""
-    partner = x[different_class_partners(labels, u[:, 0], u[:, 1])]
+    to 4 pixels each way. `partners` as for chimeras."""
+    partner = x[different_class_partners(labels, u[:, 0], u[:, 1]) if partners is None else partners]
     shift = ((u[:, 2:4] * 9).long().clamp_max(8) - 4)                        # (B, 2) in -4..4
     theta = torch.zeros(len(x), 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
@@ -169,11 +194,11 @@ def training_negatives(x: torch.Tensor, labels: torch.Tensor, n: int, generator:
 
 
 def negatives_from(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """The training negatives' families applied to a fixed set of digits (half chimeras, half overlays),
-    image i a function of (seed, i): how well the model learnt what it was trained to reject."""
-    u = uniforms(len(digits), 4, seed)
-    half = len(digits) // 2
-    return torch.cat([chimeras(digits, labels, u)[:half], overlays(digits, labels, u)[half:]])
+    """The training negatives' families applied to a fixed set of digits (chimeras and overlays, alternately),
+    image i a function of (seed, i) and digits 0..i: how well a model learnt what outlier exposure rejects."""
+    u, partners = uniforms(len(digits), 4, seed), earlier_partners(labels, seed)
+    chimera = torch.arange(len(digits)) % 2 == 0  # even images chimeras, odd ones overlays
+    return torch.where(chimera.view(-1, 1, 1, 1), chimeras(digits, labels, u, partners), overlays(digits, labels, u, partners))
 
 
 def validation_proxy(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
@@ -185,4 +210,5 @@ def validation_proxy(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> d
         "pose": poses(digits[posable], labels[posable], u[posable, :1]),
         "pixel_shuffle": pixel_shuffles(digits, u[:, 1:785]),
         "blur": blurs(digits, u[:, 785:]),
+        "negative": 1.0 - digits,
     }

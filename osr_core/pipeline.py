@@ -77,6 +77,11 @@ class Decisions:
     def is_unknown(self) -> np.ndarray:
         return self.margin > 0
 
+    @property
+    def answers(self) -> list[str]:
+        """Per image: the digit ("0"-"9") or "unknown"."""
+        return ["unknown" if u else str(int(p)) for p, u in zip(self.scored.pred, self.is_unknown)]
+
 
 def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size: int, keep_recon: bool = False,
            keep_features: bool = False, show_progress: bool = False) -> Decisions:

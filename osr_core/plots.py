@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -70,8 +71,10 @@ def anomaly_panel_png(image, recon, title: str, scale: int = 4) -> bytes:
     return _pil_png(panel)
 
 
-def contact_sheet_png(images, recons, captions: list[str], ncols: int = 8, scale: int = 2) -> bytes:
-    """A grid of (input | recon | error) triplets in the given order, a caption under each.
+def contact_sheet_png(images, recons, captions: list[str], ncols: int = 8, scale: int = 2,
+                      legend: str | None = None) -> bytes:
+    """A grid of (input | recon | error) triplets in the given order, a caption under each, and the `legend`
+    (what a cell and a caption show) above the grid.
 
     Captions wrap to at most two lines and are cut with "..." beyond that. With no images the
     sheet is a small picture saying "no images".
@@ -96,13 +99,16 @@ def contact_sheet_png(images, recons, captions: list[str], ncols: int = 8, scale
     cols = min(ncols, len(images))
     rows = math.ceil(len(images) / cols)
     pitch_x, pitch_y = cell_w + CELL_GAP, cell_h + caption_h + CELL_GAP
-    sheet = Image.new(
-        "RGB", (2 * MARGIN + cols * pitch_x - CELL_GAP, 2 * MARGIN + rows * pitch_y - CELL_GAP), WHITE
-    )
+    width = 2 * MARGIN + cols * pitch_x - CELL_GAP
+    legend_lines = _wrap(legend, max(width - 2 * MARGIN, cell_w), font) if legend else []
+    legend_h = line_h * len(legend_lines) + (CELL_GAP if legend_lines else 0)
+    sheet = Image.new("RGB", (max(width, 2 * MARGIN + cell_w), 2 * MARGIN + legend_h + rows * pitch_y - CELL_GAP), WHITE)
     draw = ImageDraw.Draw(sheet)
+    for i, line in enumerate(legend_lines):
+        draw.text((MARGIN, MARGIN + i * line_h), line, fill=BLACK, font=font)
     for k, (img, rec, lines) in enumerate(zip(images, recons, caption_lines)):
         x = MARGIN + (k % cols) * pitch_x
-        y = MARGIN + (k // cols) * pitch_y
+        y = MARGIN + legend_h + (k // cols) * pitch_y
         sheet.paste(_triplet(_as_image(img), _as_image(rec), scale), (x, y))
         for i, line in enumerate(lines):
             draw.text((x, y + cell_h + TEXT_PAD + i * line_h), line, fill=BLACK, font=font)
@@ -209,11 +215,15 @@ def _pil_png(img: Image.Image) -> bytes:
 
 
 def roc_curves_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes:
+    return _png_of(roc_curves_figure(curves, title))
+
+
+def roc_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
     """ROC curves with unknown as the positive class (higher score = more unknown), AUROC in the legend."""
     if not curves:
         raise ValueError("no curves to plot")
     fig, ax = plt.subplots(figsize=(5.5, 5.0), layout="constrained")
-    try:
+    with _closed_on_error(fig):
         ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance (AUROC 0.500)")
         for name, (known, unknown) in curves.items():
             y_true, scores = _labelled_scores(name, known, unknown)
@@ -228,9 +238,7 @@ def roc_curves_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize="small")
-        return _fig_png(fig)
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def _labelled_scores(name: str, known, unknown) -> tuple[np.ndarray, np.ndarray]:
@@ -242,14 +250,13 @@ def _labelled_scores(name: str, known, unknown) -> tuple[np.ndarray, np.ndarray]
     return y_true, np.concatenate([known, unknown])
 
 
-def score_histograms_png(
-    known: np.ndarray,
-    unknown: np.ndarray,
-    threshold: float | None,
-    title: str,
-    known_label: str = "MNIST test (known)",
-    unknown_label: str = "unknown",
-) -> bytes:
+def score_histograms_png(known: np.ndarray, unknown: np.ndarray, threshold: float | None, title: str,
+                         known_label: str = "MNIST test (known)", unknown_label: str = "unknown") -> bytes:
+    return _png_of(score_histograms_figure(known, unknown, threshold, title, known_label, unknown_label))
+
+
+def score_histograms_figure(known: np.ndarray, unknown: np.ndarray, threshold: float | None, title: str,
+                            known_label: str = "MNIST test (known)", unknown_label: str = "unknown"):
     """Overlaid density histograms on shared bins, with the threshold as a dashed line.
 
     Bins span the 0.5..99.5 percentiles of both sets together; values beyond are counted in the
@@ -266,11 +273,11 @@ def score_histograms_png(
     bins = np.linspace(lo, hi, 51)
 
     fig, ax = plt.subplots(figsize=(6.5, 4.0), layout="constrained")
-    try:
+    with _closed_on_error(fig):
         for values, label, color in ((known, known_label, "tab:blue"), (unknown, unknown_label, "tab:orange")):
             if values.size:
-                ax.hist(np.clip(values, lo, hi), bins=bins, density=True, alpha=0.5, color=color,
-                        histtype="stepfilled", edgecolor=color, label=f"{label} (n={values.size})")
+                density, _ = np.histogram(np.clip(values, lo, hi), bins=bins, density=True)
+                ax.stairs(density, bins, fill=True, alpha=0.5, color=color, label=f"{label} (n={values.size})")
         x_lo, x_hi = lo, hi
         if threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.3g}")
@@ -281,9 +288,7 @@ def score_histograms_png(
         ax.set_ylabel("density")
         ax.set_title(title)
         ax.legend(fontsize="small")
-        return _fig_png(fig)
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def _finite(values) -> np.ndarray:
@@ -292,6 +297,10 @@ def _finite(values) -> np.ndarray:
 
 
 def confusion_matrix_png(matrix: np.ndarray, labels: list[str], title: str) -> bytes:
+    return _png_of(confusion_matrix_figure(matrix, labels, title))
+
+
+def confusion_matrix_figure(matrix: np.ndarray, labels: list[str], title: str):
     """Counts (rows = true, cols = predicted) written in cells coloured by their share of the row."""
     counts = np.asarray(matrix, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
@@ -304,7 +313,7 @@ def confusion_matrix_png(matrix: np.ndarray, labels: list[str], title: str) -> b
 
     side = max(4.5, 0.5 * n + 2.5)
     fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
-    try:
+    with _closed_on_error(fig):
         im = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
         fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class")
         fontsize = 8 if n <= 12 else 6
@@ -318,9 +327,7 @@ def confusion_matrix_png(matrix: np.ndarray, labels: list[str], title: str) -> b
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title)
-        return _fig_png(fig)
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def _count_text(value: float) -> str:
@@ -328,6 +335,10 @@ def _count_text(value: float) -> str:
 
 
 def embedding_png(points: np.ndarray, groups: list[str] | np.ndarray, title: str) -> bytes:
+    return _png_of(embedding_figure(points, groups, title))
+
+
+def embedding_figure(points: np.ndarray, groups: list[str] | np.ndarray, title: str):
     """2-D scatter, one colour per group; groups are drawn and listed in natural order ("known 2" < "known 10")."""
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
@@ -339,7 +350,7 @@ def embedding_png(points: np.ndarray, groups: list[str] | np.ndarray, title: str
     colors = _group_colors(len(names))
 
     fig, ax = plt.subplots(figsize=(6.5, 5.0), layout="constrained")
-    try:
+    with _closed_on_error(fig):
         for name, color in zip(names, colors):
             sel = groups == name
             ax.scatter(points[sel, 0], points[sel, 1], s=4, alpha=0.5, color=color, linewidths=0,
@@ -352,9 +363,7 @@ def embedding_png(points: np.ndarray, groups: list[str] | np.ndarray, title: str
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-        return _fig_png(fig)
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def _natural_key(text: str) -> list:
@@ -367,6 +376,48 @@ def _group_colors(n: int) -> list:
     if n <= 20:
         return [matplotlib.colormaps["tab20"](i) for i in range(n)]
     return [matplotlib.colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, n)]
+
+
+def time_to_quality_figure(runs: list[dict]):
+    """Validation accuracy and validation-proxy AUROC after each epoch against training seconds; one line per
+    run ({"label", "points": [{"train_seconds", "val_accuracy", "proxy_auroc"}, ...]})."""
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    colors = _group_colors(len(runs))
+    for run, color in zip(runs, colors):
+        t = [p["train_seconds"] for p in run["points"]]
+        for ax, key in zip(axes, ("val_accuracy", "proxy_auroc")):
+            ax.plot(t, [p[key] for p in run["points"]], marker="o", markersize=3, color=color, label=run["label"])
+    for ax, name in zip(axes, ("validation accuracy", "validation-proxy AUROC of the chosen score")):
+        ax.set_xlabel("training time (s)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("closed-set accuracy after each epoch")
+    axes[1].set_title("open-set quality after each epoch")
+    axes[1].legend(fontsize="x-small", loc="lower right")
+    return fig
+
+
+def time_to_quality_png(runs: list[dict]) -> bytes:
+    return _png_of(time_to_quality_figure(runs))
+
+
+@contextmanager
+def _closed_on_error(fig):
+    try:
+        yield
+    except BaseException:
+        plt.close(fig)
+        raise
+
+
+def _png_of(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    try:
+        return _fig_png(fig)
+    finally:
+        plt.close(fig)
 
 
 def _fig_png(fig) -> bytes:

@@ -22,12 +22,13 @@ checkpoint's known classes; each unknown set is measured against all of them.
 - **Seeds' figures**: *MNIST accuracy* = knowns classified right and accepted; *OOD accuracy* = unknowns
   rejected; *total accuracy* = both counted together over all knowns plus all unknowns of the set.
 - **Ablation**: AUROC of every candidate decision score: each component alone (oriented so higher = more
-  unknown) and the mean of every subset of two or more of pixel reconstruction, feature reconstruction, energy
-  and Mahalanobis distance (each standardised with validation statistics, positive errors on a log scale), beside
-  the decision margin.
+  unknown) and `mean+` of every subset of two or more of pixel reconstruction, feature reconstruction, energy and
+  Mahalanobis distance (each standardised with validation statistics, positive errors on a log scale, its negative
+  part dropped, then averaged: a component can add evidence of unknown-ness, never cancel another's), beside the
+  decision margin.
 - **Decision score**: with `--score auto` (the default) stage 2 picks the candidate with the highest AUROC of
   validation digits against the validation proxy, averaged over its families (digits mirrored or turned where
-  that leaves no digit, pixel-shuffled digits, blurred digits), all made from the validation split. No reported
+  that leaves no digit, pixel-shuffled digits, blurred digits, digits in negative), all made from the validation split. No reported
   set plays any part; `validation_proxy_*` rows are therefore marked seen.
 """
 
@@ -265,6 +266,19 @@ def selection_section(selection: dict, chosen: str) -> str:
                       table(["candidate"] + families + ["mean"], rows), ""])
 
 
+def methods_section(methods: list[dict]) -> str:
+    """benchmarks/methods.py's table: each method trained and measured the same way, the proxy's pick first."""
+    names = sorted({n for m in methods for n in m["sets"]}, key=lambda n: (n.startswith(("validation", "training")), n))
+    rows = [[m["method"], f"`{m['score']}`", num(m["proxy_auroc"]), pct(m["closed_set_accuracy"]),
+             num(m["unseen_digits_split0"]["auroc"])] + [num(m["sets"].get(n)) for n in names] for m in methods]
+    return "\n".join(["## What was tried", "",
+                      "Each method trained by `train.py`, its decision score chosen on the validation proxy by "
+                      "stage 2, measured by `evaluate_osr.py` (`make benchmark-methods`). The proxy column is the one "
+                      "the choice may read; every other column is reported only.", "",
+                      table(["method", "chosen score", "validation proxy AUROC", "closed-set acc.",
+                             "unseen digits, split 2,4,5,9,8,3"] + names, rows), ""])
+
+
 def unseen_digits_section(ud: dict) -> str:
     rows = [[", ".join(map(str, s["known_classes"])), num(s["closed_set_accuracy"]), num(s["auroc"]),
              num(s["macro_f1"], 3), pct(s["false_alarm_rate"])] for s in ud["splits"]]
@@ -314,9 +328,14 @@ def render(m: dict) -> str:
         rows = [[n, str(v["n"]), pct(v["accuracy"]), pct(v["rejection_rate"]), pct(v["accuracy_of_accepted"])]
                 for n, v in cs.items()]
         parts += ["## Covariate shift: known digits, distorted (not unknowns)", "",
-                  "Gaussian noise (std 0.3), rotation up to 30 degrees, and both, on MNIST test.", "",
+                  "Gaussian noise (std 0.3), rotation up to 30 degrees, and both, on MNIST test. `scans`: MNIST test "
+                  "digits re-rendered as a scan or photo shows them (dark ink on light paper, 40-120 px tall on a "
+                  "larger sheet, noise, JPEG) and read through the same preprocessing as a user's images, beside "
+                  "`scans_in_mnist_form`, the same digits as MNIST has them.", "",
                   table(["distortion", "n", "accuracy", "rejected", "accuracy of accepted"], rows), ""]
     if m.get("unseen_digits"):
         parts += [unseen_digits_section(m["unseen_digits"])]
+    if m.get("methods"):
+        parts += [methods_section(m["methods"])]
     parts += [DEFINITIONS.format(n_boot=m["bootstrap_resamples"]), "## Pictures", "", pictures(m["sets"]), comparison(m)]
     return "\n".join(parts) + "\n"

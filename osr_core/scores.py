@@ -1,8 +1,9 @@
 """Unknown-ness scores. One convention throughout: higher = more unknown.
 
 Each component is a pure function of the network's outputs. A decision score is either a component
-(`energy`) or the mean of several standardised with statistics of the validation split
-(`mean(energy,mahalanobis)`); which one decides is chosen on the validation proxy (selection.py).
+(`energy`) or a one-sided fusion of several (`mean+(energy,mahalanobis)`): each component standardised with
+statistics of the validation split, its negative part dropped, then averaged. Which one decides is chosen on
+the validation proxy (selection.py).
 """
 from __future__ import annotations
 
@@ -73,21 +74,24 @@ LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
 AUTO = "auto"  # stage 2: choose the decision score on the validation proxy
 
 
+FUSION = "mean+"
+
+
 def fusion_name(parts) -> str:
-    return "mean(" + ",".join(parts) + ")"
+    return f"{FUSION}(" + ",".join(parts) + ")"
 
 
 def score_parts(name: str) -> tuple[str, ...]:
-    """The components a decision score reads: ('energy',) or the parts of 'mean(a,b,...)'.
-    Raises ValueError for a name that is neither a component nor a mean of two or more fusable ones."""
+    """The components a decision score reads: ('energy',) or the parts of 'mean+(a,b,...)'.
+    Raises ValueError for a name that is neither a component nor a fusion of two or more fusable ones."""
     if name in COMPONENTS:
         return (name,)
-    if name.startswith("mean(") and name.endswith(")"):
-        parts = tuple(name[5:-1].split(","))
+    if name.startswith(f"{FUSION}(") and name.endswith(")"):
+        parts = tuple(name[len(FUSION) + 1:-1].split(","))
         if len(parts) >= 2 and len(set(parts)) == len(parts) and all(p in FUSABLE for p in parts):
             return parts
     raise ValueError(f"unknown score {name!r}: a component ({', '.join(COMPONENTS)}) or "
-                     f"mean(a,b,...) of two or more of {', '.join(FUSABLE)}")
+                     f"{FUSION}(a,b,...) of two or more of {', '.join(FUSABLE)}")
 
 
 def candidate_scores(components) -> list[str]:
@@ -120,7 +124,13 @@ def model_components(model: torch.nn.Module) -> list[str]:
 def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], device: torch.device,
                  batch_size: int = 1024, keep_recon: bool = False, keep_features: bool = False,
                  show_progress: bool = False) -> Scored:
-    """images: float (N, 1, 28, 28) in [0, 1]. Runs the model once and computes every component."""
+    """images: float (N, 1, 28, 28) in [0, 1]. Runs the model once and computes every component.
+    Anything else is a ValueError: images from outside go through images.as_batch first."""
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4 \
+            or tuple(images.shape[1:]) != (1, 28, 28):
+        got = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"score_images expects a float tensor (N, 1, 28, 28) in [0, 1], got {got}; "
+                         "convert other images with osr_core.images.as_batch")
     model.eval()
     classes = torch.tensor(known_classes)
     preds, recons, feats = [], [], []
@@ -158,13 +168,18 @@ def normalisation_stats(components: dict[str, np.ndarray], names=FUSABLE) -> dic
     return stats
 
 
-def fuse(scored: Scored, how: str, names, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
+def fuse(scored: Scored, names, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
+    """The one-sided fusion: the mean over the named components of max(z, 0), z standardised on the validation
+    split (mean 0 there). A component can add evidence that an image is unknown but cannot take away another's:
+    far from the digits a classifier is often more confident than on them (Hein et al. 2019), and uniform noise
+    gets energy AUROC 0.002 here, so a plain mean of z-scores let energy cancel Mahalanobis's perfect vote
+    (0.971 on noise for mean(energy, mahalanobis), 0.9994 one-sided, on the same model)."""
     parts = [standardise(scored.components[n], n, *normalisation[n]) for n in names]
-    return np.mean(parts, axis=0) if how == "mean" else np.max(parts, axis=0)
+    return np.mean(np.maximum(parts, 0.0), axis=0)
 
 
 def decision_score(scored: Scored, score: str, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
     parts = score_parts(score)
     if len(parts) == 1:
         return scored.components[score]
-    return fuse(scored, "mean", parts, normalisation)
+    return fuse(scored, parts, normalisation)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .distributed import World
 from .models import DHRNet, OSRNet, Outputs, eucos_distance, statistics_from_first
 from .outliers import training_negatives
 
@@ -42,12 +44,10 @@ def joint_loss(out: Outputs, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
     return ce + PIXEL_LOSS_WEIGHT * pixel + FEATURE_LOSS_WEIGHT * feature, ce
 
 
-def wrong_class_loss(model: OSRNet, features: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def wrong_class_loss(model: OSRNet, features: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
     """A conditional decoder told a wrong class must draw nothing (C2AE's non-match loss, with an empty
     target): BCE of its output against black. The features are detached: this teaches the decoder and its
     conditioning, not the encoder."""
-    k = model.config.num_classes
-    wrong = (y + torch.randint(1, k, y.shape, generator=generator).to(y.device)) % k
     recon = model.decode(features.detach(), wrong).float()
     return F.binary_cross_entropy(recon, torch.zeros_like(recon))
 
@@ -57,54 +57,75 @@ def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits.float(), dim=1).mean()
 
 
-def train_one_epoch(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    scheduler, batch_size: int, device: torch.device, generator: torch.Generator,
-                    augment: bool, epoch: int, show_progress: bool, negatives_per_batch: int = 0,
-                    oe_weight: float = 0.0, bf16: bool = False) -> dict:
-    """images: uint8 (N, 28, 28) on the CPU; targets: class indices 0..K-1.
+@dataclass(frozen=True)
+class Recipe:
+    """How each batch is made and what it is trained on."""
+    batch_size: int = 128
+    augment: bool = True           # small random affine warps
+    negatives_per_batch: int = 0   # outlier-exposure negatives made from each batch's own digits
+    oe_weight: float = 0.0         # weight of their loss (softmax pulled towards uniform)
+    bf16: bool = False             # bfloat16 autocast for the forward pass (CPUs with AVX512-BF16, GPUs)
 
-    With `negatives_per_batch`, each batch also carries that many outlier-exposure negatives made from its
-    own (augmented) digits, whose softmax is pulled towards uniform with weight `oe_weight`; they enter no
-    other loss. `bf16` runs the forward pass under bfloat16 autocast (CPUs with AVX512-BF16, GPUs).
-    Shuffling, augmentation and negatives draw from a CPU generator, so a seed gives the same run on any device.
+
+def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                    optimizer: torch.optim.Optimizer, scheduler, recipe: Recipe, device: torch.device,
+                    generator: torch.Generator, epoch: int, show_progress: bool, world: World = World()) -> dict:
+    """images: uint8 (N, 28, 28) on the CPU; targets: class indices 0..K-1. `model` may be DDP-wrapped.
+
+    Shuffling, augmentation and negatives draw from a CPU generator for the whole batch, on every rank, so
+    a seed gives the same run on any device and in any number of processes; each rank then trains on its
+    shard of the batch (distributed.py). Negatives enter no loss but their own.
     """
+    net = getattr(model, "module", model)
+    conditional = getattr(net.config, "conditional_decoder", False)
     model.train()
     order = torch.randperm(len(images), generator=generator)
-    total_loss = correct = seen = 0
-    batches = range(0, len(order), batch_size)
+    total_loss = correct = seen = 0.0
+    batches = range(0, len(order), recipe.batch_size)
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not show_progress, leave=False)
     for start in bar:
-        idx = order[start:start + batch_size]
+        idx = order[start:start + recipe.batch_size]
         x = images[idx].unsqueeze(1).float().div_(255)
-        if augment:
+        if recipe.augment:
             x = random_affine(x, generator)
         y = targets[idx]
-        n = len(idx)
-        batch = torch.cat([x, training_negatives(x, y, negatives_per_batch, generator)]) if negatives_per_batch else x
+        negatives = training_negatives(x, y, recipe.negatives_per_batch, generator) if recipe.negatives_per_batch else None
+        wrong = (y + torch.randint(1, net.config.num_classes, y.shape, generator=generator)) % net.config.num_classes \
+            if conditional else None
+        x, y = world.shard(x), world.shard(y)
+        n = len(x)
+        batch = torch.cat([x, world.shard(negatives)]) if negatives is not None else x
         batch, x, y = batch.to(device, non_blocking=True), batch[:n].to(device, non_blocking=True), y.to(device, non_blocking=True)
         # Negatives are normalised with the digits' batch statistics, as digits are at test time.
-        conditional = getattr(model.config, "conditional_decoder", False)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), statistics_from_first(model, n):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16), statistics_from_first(net, n):
             if conditional:  # negatives are nobody's class: their reconstructions are not trained
                 full = model(batch, torch.cat([y, y.new_zeros(len(batch) - n)]))
             else:
                 full = model(batch)
             out = Outputs(*(o[:n] if o is not None else None for o in full))
-            wrong = wrong_class_loss(model, out.features, y, generator) if conditional else None
+            wrong_loss = wrong_class_loss(net, out.features, world.shard(wrong).to(device)) if conditional else None
         loss, _ = joint_loss(out, x, y)
         if conditional:
-            loss = loss + PIXEL_LOSS_WEIGHT * wrong
-        if negatives_per_batch:
-            loss = loss + oe_weight * outlier_exposure_loss(full.logits[n:])
+            loss = loss + PIXEL_LOSS_WEIGHT * wrong_loss
+        if negatives is not None:
+            loss = loss + recipe.oe_weight * outlier_exposure_loss(full.logits[n:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(idx)
-        correct += (out.logits.argmax(1) == y).sum().item()
-        seen += len(idx)
+        batch_loss, batch_correct, batch_seen = world.sum(loss.item() * n, (out.logits.argmax(1) == y).sum().item(), n)
+        total_loss, correct, seen = total_loss + batch_loss, correct + batch_correct, seen + batch_seen
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
     return {"loss": total_loss / seen, "train_accuracy": correct / seen}
+
+
+def finish_fitting(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> None:
+    """What a trained network needs before it is scored: batch-norm statistics of clean digits, the class
+    Gaussians of its features, and for dhrnet its OpenMax tails. images: uint8 (N, 28, 28); targets 0..K-1."""
+    recalibrate_batch_norm(model, images, device)
+    fit_class_gaussians(model, images, targets, device)
+    if isinstance(model, DHRNet):
+        fit_openmax(model, images, targets, device)
 
 
 @torch.no_grad()
@@ -158,8 +179,6 @@ def fit_openmax(model: DHRNet, images: torch.Tensor, targets: torch.Tensor, devi
     """OpenMax's per-class mean activation vectors and Weibull tails, from correctly classified training
     images: for each class, a Weibull fitted to its `tail_size` largest distances to the mean (as libmr's
     FitHigh does, here with scipy)."""
-    from scipy.stats import FitError, weibull_min
-
     model.eval()
     vectors, correct = [], []
     for i in range(0, len(images), batch_size):
@@ -167,12 +186,23 @@ def fit_openmax(model: DHRNet, images: torch.Tensor, targets: torch.Tensor, devi
         logits = model.classifier(features)
         vectors.append(model.activation_vector(logits, codes).cpu())
         correct.append(logits.argmax(1).cpu() == targets[i:i + batch_size])
-    v, correct = torch.cat(vectors), torch.cat(correct)
+    means, weibull = weibull_tails(torch.cat(vectors), targets, torch.cat(correct), model.openmax_means.shape[0], tail_size)
+    model.openmax_means.copy_(means)
+    model.openmax_weibull.copy_(weibull)
+
+
+def weibull_tails(vectors: torch.Tensor, targets: torch.Tensor, correct: torch.Tensor, num_classes: int,
+                  tail_size: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """vectors (N, D) with their class indices and whether each was classified right -> per class, the mean of
+    its correct vectors (K, D) and (shape, scale) of a Weibull fitted to its `tail_size` largest eucos distances
+    to that mean (K, 2), as libmr's FitHigh does (location 0)."""
+    from scipy.stats import FitError, weibull_min
+
     means, weibull = [], []
-    for c in range(model.openmax_means.shape[0]):
-        own = v[correct & (targets == c)]
+    for c in range(num_classes):
+        own = vectors[correct & (targets == c)]
         if len(own) < 2:  # a barely trained model: fall back to every image of the class
-            own = v[targets == c]
+            own = vectors[targets == c]
         if len(own) < 2:
             raise ValueError(f"class index {c} has fewer than 2 training images; cannot fit OpenMax")
         mean = own.mean(0)
@@ -185,5 +215,4 @@ def fit_openmax(model: DHRNet, images: torch.Tensor, targets: torch.Tensor, devi
             shape, scale = 1.0, max(float(tail.mean()), 1e-6)
         means.append(mean)
         weibull.append(torch.tensor([shape, scale], dtype=torch.float32))
-    model.openmax_means.copy_(torch.stack(means))
-    model.openmax_weibull.copy_(torch.stack(weibull))
+    return torch.stack(means), torch.stack(weibull)

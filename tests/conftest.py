@@ -24,13 +24,13 @@ def data_dir() -> str:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, data_dir) -> dict:
-    """train.py (1 epoch, 5000 images) then compute_class_reconstruction_errors.py, via their main()."""
+    """train.py (2 epochs, 5000 images: 40 steps of the default batch) then compute_class_reconstruction_errors.py."""
     import compute_class_reconstruction_errors
     import train
 
     root = tmp_path_factory.mktemp("run")
     paths = {"root": root, "checkpoint": root / "model.pt", "thresholds": root / "reconstruction_errors.txt"}
-    assert train.main(["--epochs", "1", "--train-limit", "5000", "--data-dir", data_dir, "--device", "cpu",
+    assert train.main(["--epochs", "2", "--train-limit", "5000", "--data-dir", data_dir, "--device", "cpu",
                        "--out", str(paths["checkpoint"]), "--quiet"]) == 0
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(paths["checkpoint"]), "--data-dir", data_dir,
                                                      "--out", str(paths["thresholds"]), "--device", "cpu", "--quiet"]) == 0
@@ -47,15 +47,17 @@ def letters_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def evaluated_run(trained_run, letters_dir, data_dir, tmp_path_factory) -> dict:
-    """evaluate_osr.py once on the tiny model, with a bad --extra folder among good ones."""
+    """evaluate_osr.py once on the tiny model, with an --extra folder that holds no images among good ones."""
     import evaluate_osr
 
     root = tmp_path_factory.mktemp("eval")
     out = root / "osr"
+    (root / "no_images").mkdir()
+    (root / "no_images" / "notes.txt").write_text("not an image")
     args = ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
             "--data-dir", data_dir, "--letters-dir", str(letters_dir), "--out-dir", str(out), "--device", "cpu",
             "--quiet", "--n-generated", "500", "--bootstrap", "20", "--no-embeddings",
             "--splits-dir", str(root / "no_splits"), "--extra", f"again={letters_dir}",
-            "--extra", f"gone={root / 'missing'}"]
+            "--extra", f"gone={root / 'no_images'}"]
     assert evaluate_osr.main(args) == 0
-    return {"out": out, "missing": root / "missing"}
+    return {"out": out, "missing": root / "no_images"}

@@ -65,7 +65,7 @@ def test_small_class_borrows_the_pooled_threshold_and_absent_class_gets_n_0():
 
 
 # ----------------------------------------------------------------------------------- the file
-FUSED = "mean(pixel_recon,energy,mahalanobis)"
+FUSED = "mean+(pixel_recon,energy,mahalanobis)"
 
 
 def _calibration(score=FUSED):
@@ -186,11 +186,30 @@ def test_bad_header_number_names_its_line(tmp_path, key, lineno):
         read_thresholds(path, SHA, [3, 5, 7])
 
 
-def test_missing_class_row_is_named(tmp_path):
-    path, lines = _file(tmp_path, lambda lines: [l for i, l in enumerate(lines) if i != _row_index(lines, 5)])
-    with pytest.raises(UserError, match=r"no row for class\(es\) \[5\]") as info:
+def test_missing_class_row_is_named_with_where_the_rows_are(tmp_path):
+    path, _ = _file(tmp_path, lambda lines: [l for i, l in enumerate(lines) if i != _row_index(lines, 5)])
+    written = path.read_text().splitlines()
+    first, last = _row_index(written, 3) + 1, _row_index(written, 7) + 1
+    with pytest.raises(UserError, match=rf"no row for class\(es\) \[5\] .*class rows: lines {first}-{last}\)") as info:
         read_thresholds(path, SHA, [3, 5, 7])
     assert str(path) in str(info.value)
+
+
+def test_duplicate_class_row_names_both_lines(tmp_path):
+    def edit(lines):
+        return lines + [lines[_row_index(lines, 3)]]
+    path, _ = _file(tmp_path, edit)
+    written = path.read_text().splitlines()
+    first, second = _row_index(written, 3) + 1, len(written)
+    with pytest.raises(UserError, match=rf"{re.escape(str(path))}:{second}: class 3 has a second row \(the first is line {first}\)"):
+        read_thresholds(path, SHA, [3, 5, 7])
+
+
+def test_unknown_rule_names_its_line(tmp_path):
+    path, lines = _file(tmp_path, lambda lines: ["# rule: median" if l.startswith("# rule:") else l for l in lines])
+    lineno = next(i for i, l in enumerate(lines) if l.startswith("# rule:")) + 1
+    with pytest.raises(UserError, match=rf"{re.escape(str(path))}:{lineno}: unknown rule 'median'"):
+        read_thresholds(path, SHA, [3, 5, 7])
 
 
 def test_thresholds_for_looks_up_the_predicted_class():

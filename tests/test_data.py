@@ -93,10 +93,20 @@ def test_ensure_raw_files_falls_through_to_the_first_source_that_verifies(tmp_pa
     def tracked(name, fn):
         return Source(name, lambda d: (calls.append(name), fn(d)))
 
-    sources = [tracked("raises", _raises), tracked("corrupt", _writes_corrupt), tracked("correct", _writes_correct),
+    seen_by_next = {}
+
+    def fills_in_missing(raw_dir):  # like an existing copy: it only adds what is not there
+        seen_by_next.update({p.name: p.read_bytes() for p in raw_dir.iterdir()})
+        for name, payload in FILES.items():
+            if not (raw_dir / name).exists():
+                (raw_dir / name).write_bytes(payload)
+
+    sources = [tracked("raises", _raises), tracked("corrupt", _writes_corrupt), tracked("correct", fills_in_missing),
                tracked("never reached", _raises)]
     assert data.ensure_raw_files(raw_dir, EXPECTED, sources, "Set", "fix it") == "correct"
     assert calls == ["raises", "corrupt", "correct"]
+    # The corrupt file was deleted before the next source ran; the one that verified was kept.
+    assert seen_by_next == {"one-idx3-ubyte": FILES["one-idx3-ubyte"]}
     assert data.bad_files(raw_dir, EXPECTED) == []
     for name, payload in FILES.items():
         assert (raw_dir / name).read_bytes() == payload

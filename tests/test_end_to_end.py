@@ -10,4 +10,6 @@ def test_real_mnist_classifier_beats_90_percent_and_detects_noise(evaluated_run)
     metrics = json.loads((evaluated_run["out"] / "metrics.json").read_text())
     assert metrics["closed_set_accuracy"] > 0.90
     assert metrics["sets"]["noise"]["auroc"] > 0.99
-    assert abs(metrics["false_alarm_rate"] - 0.01) < 0.02
+    # Calibrated at 99% on about 500 validation digits per class: the quantile's own sampling error and the
+    # 10,000 test digits' give a standard deviation near 0.15 points, so 1.0% +- 0.3 is two of them.
+    assert 0.007 <= metrics["false_alarm_rate"] <= 0.013

@@ -108,7 +108,9 @@ def test_written_pngs_read_back_exactly(tmp_path):
 def test_user_errors_exit_2(tmp_path, capsys):
     assert generate_letters.main(["--font-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path), "--quiet"]) == 2
     assert "--font-dir" in capsys.readouterr().err
-    assert generate_letters.main(["--count", "0", "--out-dir", str(tmp_path), "--quiet"]) == 2
+    with pytest.raises(SystemExit) as info:
+        generate_letters.main(["--count", "0", "--out-dir", str(tmp_path), "--quiet"])
+    assert info.value.code == 2 and "argument --count: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_read_manifest_without_manifest(tmp_path):

@@ -1,4 +1,5 @@
-"""load_image_folder: every entry of a hostile folder is either read correctly or listed as skipped."""
+"""load_image_folder / load_images: every entry of a hostile folder is either read correctly (in MNIST form) or
+listed as skipped; files, several files and glob patterns work as a folder does."""
 import logging
 import os
 
@@ -7,7 +8,9 @@ import pytest
 from PIL import Image
 
 from osr_core.cli import UserError
-from osr_core.images import MAX_PIXELS, load_image_folder
+from osr_core import images as images_module
+from osr_core.images import MAX_PIXELS, load_image_folder, load_images
+from osr_core.mnist_style import to_mnist_form
 
 
 def _save(path, img):
@@ -58,21 +61,28 @@ def test_messy_folder_loads_images_and_lists_the_rest(messy_folder):
     assert "symbolic links" in skipped["m_loop"]
     assert "No such file" in skipped["n_broken.png"]
     assert "regular file" in skipped["o_fifo.png"]
-    assert result.converted == 5  # all but the 28x28 8-bit grayscale one
+    assert result.converted == 6  # even the 28x28 8-bit one: noise fills its frame, so it is not MNIST-shaped
 
 
-def test_pixel_values_follow_each_mode(messy_folder):
-    result = load_image_folder(messy_folder)
-    images = dict(zip(result.files, result.images))
-    assert result.images.shape == (6, 1, 28, 28) and result.images.dtype.is_floating_point
-    assert 0.0 <= result.images.min() and result.images.max() <= 1.0
+def test_each_mode_becomes_the_right_grayscale(messy_folder):
+    gray = {name: images_module._to_unit_gray(images_module._decode(messy_folder / name))
+            for name in ("a_good.png", "b_rgba.png", "c_palette.png", "d_gray16.png", "e_wide.png", "f_one_bit.png")}
     good = np.asarray(Image.open(messy_folder / "a_good.png"), np.float32) / 255
-    np.testing.assert_allclose(images["a_good.png"][0].numpy(), good)  # no inversion, no rescaling
-    assert images["b_rgba.png"].min() == pytest.approx(1.0)  # alpha ignored, by design
-    assert images["c_palette.png"].min() == pytest.approx(1.0)  # palette looked up, not raw indices
-    assert images["d_gray16.png"].mean() == pytest.approx(0.5, abs=0.01)  # not clipped to white
-    assert images["e_wide.png"].mean() == pytest.approx(128 / 255, abs=0.01)
-    assert images["f_one_bit.png"].min() == pytest.approx(1.0)
+    np.testing.assert_allclose(gray["a_good.png"], good)             # 8-bit gray as stored
+    assert gray["b_rgba.png"].min() == pytest.approx(1.0)             # alpha ignored, by design
+    assert gray["c_palette.png"].min() == pytest.approx(1.0)          # palette looked up, not raw indices
+    assert gray["d_gray16.png"].mean() == pytest.approx(0.5, abs=0.01)  # not clipped to white
+    assert gray["e_wide.png"].shape == (60, 40) and gray["e_wide.png"].mean() == pytest.approx(128 / 255, abs=0.01)
+    assert gray["f_one_bit.png"].min() == pytest.approx(1.0)
+
+
+def test_the_folder_reader_puts_each_image_in_mnist_form(messy_folder):
+    result = load_image_folder(messy_folder)
+    assert result.images.shape == (6, 1, 28, 28) and result.images.dtype.is_floating_point
+    for name, image in zip(result.files, result.images):
+        gray = images_module._to_unit_gray(images_module._decode(messy_folder / name))
+        np.testing.assert_array_equal(image[0].numpy(), to_mnist_form(gray))
+    assert not result.images[result.files.index("b_rgba.png")].any()  # white paper, no ink: an empty digit
 
 
 def test_one_summary_warning(messy_folder, caplog):
@@ -80,11 +90,26 @@ def test_one_summary_warning(messy_folder, caplog):
         load_image_folder(messy_folder)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "5 converted" in warnings[0].message and "9 entries skipped" in warnings[0].message
+    assert "6 converted" in warnings[0].message and "9 entries skipped" in warnings[0].message
+
+
+def test_a_decompression_bomb_is_refused_before_any_pixel_is_decoded(messy_folder, monkeypatch):
+    from PIL import ImageFile
+    decoded, real_load = [], ImageFile.ImageFile.load
+
+    def load(self):
+        decoded.append(os.path.basename(self.filename))
+        return real_load(self)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    result = load_image_folder(messy_folder)
+    assert "g_huge.png" in dict(result.skipped) and "g_huge.png" not in decoded
+    assert "a_good.png" in decoded  # the probe does see decoding
 
 
 def test_clean_folder_is_silent(tmp_path, caplog):
-    Image.new("L", (28, 28), 7).save(tmp_path / "x.png")
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 10:18] = 200  # a 20-px-high stroke centred by mass: already in MNIST form
+    Image.fromarray(digit).save(tmp_path / "x.png")
     with caplog.at_level(logging.WARNING, logger="osr"):
         result = load_image_folder(tmp_path)
     assert result.converted == 0 and result.skipped == [] and not caplog.records
@@ -114,3 +139,22 @@ def test_missing_folder_or_file_is_a_user_error(tmp_path):
     (tmp_path / "file.png").write_bytes(b"x")
     with pytest.raises(UserError, match="not a folder"):
         load_image_folder(tmp_path / "file.png")
+
+
+def test_files_several_files_and_globs_read_like_a_folder(messy_folder):
+    folder = load_image_folder(messy_folder)
+    one = load_images([str(messy_folder / "a_good.png")])
+    assert one.files == [str(messy_folder / "a_good.png")] and torch_equal(one.images[0], folder.images[0])
+    several = load_images([messy_folder / "c_palette.png", messy_folder / "a_good.png"])
+    assert [f.rsplit("/", 1)[1] for f in several.files] == ["c_palette.png", "a_good.png"]
+    pattern = load_images([str(messy_folder / "[a-f]_*.png")])
+    assert [f.rsplit("/", 1)[1] for f in pattern.files] == folder.files
+    assert torch_equal(pattern.images, folder.images)
+    with pytest.raises(UserError, match="no file matches"):
+        load_images([str(messy_folder / "z_*.png")])
+    with pytest.raises(UserError, match="image not found"):
+        load_images([str(messy_folder / "a_good.png"), str(messy_folder / "missing.png")])
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all()) and a.shape == b.shape

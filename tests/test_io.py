@@ -257,3 +257,89 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, how):
         osr_io.load_checkpoint(path)
     assert "weights_only=False" not in str(info.value)  # never advise the unsafe way out
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------------- whole-stage replacement
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _stage(out, names, fail_at=None):
+    """A stage writing `names` (text = name + run tag), failing (disk full) at write number `fail_at`."""
+    with StageOutputs(out) as outputs:
+        for k, name in enumerate(names):
+            if k == fail_at:
+                raise UserError(f"cannot write {out / name}: No space left on device")
+            outputs.write_text(name, f"{name} new\n")
+        outputs.finish()
+
+
+@pytest.mark.parametrize("fail_at", [0, 2, 4])
+def test_a_failure_at_any_write_leaves_the_previous_outputs_exactly_as_they_were(tmp_path, fail_at):
+    out = tmp_path / "out"
+    _run(out, ["a.txt", "b.txt", "sub/c.txt"])
+    (out / "mine.txt").write_text("the user's")
+    before = _snapshot(out)
+    with pytest.raises(UserError):
+        _stage(out, ["a.txt", "d.txt", "sub/c.txt", "sub/e.txt", "f.txt"], fail_at=fail_at)
+    assert _snapshot(out) == before
+    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt", "b.txt", "mine.txt", "sub"]  # no staging left
+
+
+def test_a_real_write_error_midway_is_one_user_error_and_changes_nothing(tmp_path, monkeypatch):
+    import errno
+    out = tmp_path / "out"
+    _run(out, ["a.txt", "b.txt"])
+    before = _snapshot(out)
+    calls = {"n": 0}
+    real_fsync = osr_io.os.fsync
+
+    def second_write_hits_a_full_disk(fd):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+    monkeypatch.setattr(osr_io.os, "fsync", second_write_hits_a_full_disk)
+    with pytest.raises(UserError, match=r"cannot write .*b.txt: No space left on device"):
+        _stage(out, ["a.txt", "b.txt", "c.txt"])
+    assert _snapshot(out) == before and sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt", "b.txt"]
+
+
+@pytest.mark.parametrize("fail_on_move", [1, 3, 5])
+def test_a_failure_while_moving_the_new_outputs_in_puts_every_file_back(tmp_path, monkeypatch, fail_on_move):
+    out = tmp_path / "out"
+    _run(out, ["a.txt", "b.txt", "sub/c.txt"])
+    (out / "mine.txt").write_text("the user's")
+    before = _snapshot(out)
+    real_replace, calls = osr_io.os.replace, {"n": 0}
+
+    def replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == fail_on_move:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+    monkeypatch.setattr(osr_io.os, "replace", replace)
+    with pytest.raises(UserError, match="the previous ones are unchanged"):
+        _stage(out, ["a.txt", "sub/c.txt", "new/deep/d.txt"])
+    monkeypatch.setattr(osr_io.os, "replace", real_replace)
+    assert _snapshot(out) == before
+    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt", "b.txt", "mine.txt", "sub"]
+
+
+def test_ctrl_c_while_writing_leaves_no_staging_folder(tmp_path):
+    out = tmp_path / "out"
+    _run(out, ["a.txt"])
+    before = _snapshot(out)
+    with pytest.raises(KeyboardInterrupt):
+        with StageOutputs(out) as outputs:
+            outputs.write_text("a.txt", "new")
+            raise KeyboardInterrupt
+    assert _snapshot(out) == before and sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt"]
+
+
+def test_a_file_the_new_run_replaces_that_no_manifest_listed_is_replaced_and_listed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("left by hand")
+    _run(out, ["a.txt"])
+    assert (out / "a.txt").read_text() == "a.txt\n" and _manifest(out) == ["a.txt"]

@@ -64,6 +64,14 @@ def test_macro_f1_worked_example():
     assert got == pytest.approx(expected, abs=1e-12)
 
 
+def test_macro_f1_counts_a_known_class_absent_from_the_mix_as_zero():
+    # Classes 0, 1, 2; no known of class 2 is in the mix and nothing is predicted 2, so its F1 is 0 (not dropped).
+    labels, pred, margin = np.array([0, 1]), np.array([0, 1]), np.array([-1.0, -1.0])   # both right, accepted
+    unknown_pred, unknown_margin = np.array([0, 1]), np.array([1.0, 1.0])               # both rejected
+    got = metrics.macro_f1_open(labels, pred, margin, unknown_pred, unknown_margin, [0, 1, 2])
+    assert got == pytest.approx((1 + 1 + 0 + 1) / 4, abs=1e-12)
+
+
 def test_macro_f1_one_to_one_mix_subsamples_the_larger_side():
     ki, ui = metrics.one_to_one_mix(10, 3, seed=0)
     assert len(ki) == len(ui) == 3 and ui.tolist() == [0, 1, 2]

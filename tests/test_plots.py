@@ -127,14 +127,26 @@ def _scores(seed=0, n=300):
     return rng.normal(0, 1, n), rng.normal(2, 1, n // 3)
 
 
-def test_roc_curves_png():
+def test_roc_curves_draw_exactly_the_metrics_curve_and_auroc():
+    from sklearn.metrics import roc_curve
+
+    from osr_core import metrics
     known, unknown = _scores()
     curves = {"recon error": (known, unknown), "max softmax": (known, unknown * 0.3)}
+    fig = plots.roc_curves_figure(curves, "ROC")
+    try:
+        ax = fig.axes[0]
+        lines = ax.get_lines()
+        assert lines[0].get_label().startswith("chance")
+        for line, (name, (k, u)) in zip(lines[1:], curves.items()):
+            fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(k)), np.ones(len(u))], np.r_[k, u])
+            np.testing.assert_array_equal(line.get_xdata(), fpr)
+            np.testing.assert_array_equal(line.get_ydata(), tpr)
+            assert line.get_label() == f"{name} (AUROC {metrics.auroc(k, u):.3f})"
+    finally:
+        plt.close(fig)
     png = plots.roc_curves_png(curves, "ROC")
-    img = _open(png)
-    assert img.size == (550, 500)
-    assert "Software" not in img.info
-    assert plots.roc_curves_png(curves, "ROC") == png
+    assert _open(png).size == (550, 500) and plots.roc_curves_png(curves, "ROC") == png
 
 
 def test_roc_curves_need_both_classes():
@@ -143,28 +155,50 @@ def test_roc_curves_need_both_classes():
 
 
 @pytest.mark.parametrize("threshold", [None, 1.05, 50.0])
-def test_score_histograms_png(threshold):
+def test_score_histograms_draw_the_densities_and_the_threshold(threshold):
     known, unknown = _scores()
     known = np.append(known, [1e6, np.inf])  # an outlier and a non-finite value must not break it
-    png = plots.score_histograms_png(known, unknown, threshold, "scores")
-    img = _open(png)
-    assert img.size == (650, 400)
-    assert plots.score_histograms_png(known, unknown, threshold, "scores") == png
+    fig = plots.score_histograms_figure(known, unknown, threshold, "scores")
+    try:
+        ax = fig.axes[0]
+        finite = known[np.isfinite(known)]
+        lo, hi = np.percentile(np.r_[finite, unknown], [0.5, 99.5])
+        bins = np.linspace(lo, hi, 51)
+        steps = [p for p in ax.patches]
+        assert len(steps) == 2
+        for step, values in zip(steps, (finite, unknown)):
+            drawn = step.get_data()
+            expected, _ = np.histogram(np.clip(values, lo, hi), bins=bins, density=True)
+            np.testing.assert_allclose(drawn.values, expected)
+            np.testing.assert_allclose(drawn.edges, bins)
+            assert np.sum(drawn.values * np.diff(bins)) == pytest.approx(1.0)  # a density: the outlier is counted
+        lines = [l for l in ax.get_lines() if l.get_label().startswith("threshold")]
+        if threshold is None:
+            assert not lines
+        else:
+            assert len(lines) == 1 and list(lines[0].get_xdata()) == [threshold, threshold]
+            assert ax.get_xlim()[0] <= threshold <= ax.get_xlim()[1]
+    finally:
+        plt.close(fig)
+    assert _open(plots.score_histograms_png(known, unknown, threshold, "scores")).size == (650, 400)
 
 
-def test_score_histograms_threshold_line_changes_picture():
-    known, unknown = _scores()
-    assert plots.score_histograms_png(known, unknown, None, "s") != plots.score_histograms_png(known, unknown, 1.0, "s")
-
-
-def test_confusion_matrix_png():
+def test_confusion_matrix_writes_every_count_and_shades_by_row_share():
     rng = np.random.default_rng(2)
     matrix = rng.integers(0, 50, (7, 7)) + np.diag(np.full(7, 400))
     matrix[3] = 0  # a class never seen must not divide by zero
     labels = [str(i) for i in range(6)] + ["unknown"]
+    fig = plots.confusion_matrix_figure(matrix, labels, "confusion")
+    try:
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.texts] == [str(int(v)) for v in matrix.ravel()]
+        shares = ax.images[0].get_array()
+        rows = matrix.sum(1, keepdims=True)
+        np.testing.assert_allclose(shares, np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0))
+        assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    finally:
+        plt.close(fig)
     png = plots.confusion_matrix_png(matrix, labels, "confusion")
-    img = _open(png)
-    assert img.width >= 400 and img.height >= 400
     assert plots.confusion_matrix_png(matrix, labels, "confusion") == png
 
 
@@ -175,14 +209,20 @@ def test_confusion_matrix_checks_shape_and_labels():
         plots.confusion_matrix_png(np.zeros((3, 3)), ["a", "b"], "x")
 
 
-def test_embedding_png():
+def test_embedding_draws_each_group_at_its_points():
     rng = np.random.default_rng(3)
     points = rng.normal(size=(200, 2))
     groups = np.array(["known 0", "known 1", "unknown"])[rng.integers(0, 3, 200)]
+    fig = plots.embedding_figure(points, groups, "embedding")
+    try:
+        drawn = {c.get_label().split(" (n=")[0]: c.get_offsets() for c in fig.axes[0].collections}
+        assert set(drawn) == set(groups)
+        for name, offsets in drawn.items():
+            np.testing.assert_array_equal(np.asarray(offsets), points[groups == name])
+    finally:
+        plt.close(fig)
     png = plots.embedding_png(points, groups, "embedding")
-    img = _open(png)
-    assert img.size == (650, 500)
-    assert plots.embedding_png(points, list(groups), "embedding") == png
+    assert _open(png).size == (650, 500) and plots.embedding_png(points, list(groups), "embedding") == png
     with pytest.raises(ValueError, match="group labels"):
         plots.embedding_png(points, groups[:10], "embedding")
 

@@ -33,7 +33,7 @@ def test_targets_are_met_missed_or_not_measured():
 def test_missed_auroc_targets_name_the_best_ablation_row_and_the_proxy_ranking():
     from osr_core.report import missed_target_notes
 
-    chosen = "mean(pixel_recon,energy,mahalanobis)"
+    chosen = "mean+(pixel_recon,energy,mahalanobis)"
     selection = {"candidates": {chosen: {"mean": 0.987}, "mahalanobis": {"mean": 0.97}}}
     m = {"calibration": {"score": chosen, "selection": selection}, "sets": {
         "natural_crops": {"available": True, "auroc": 0.9967,
@@ -63,3 +63,17 @@ def test_missed_macro_f1_and_unseen_digit_targets_are_explained():
     assert "letters, macro-F1** 0.800" in notes and "50.00% of all letters are rejected" in notes
     assert "(75.00% of those not drawn like a digit)" in notes and "Best baseline: energy, 0.780" in notes
     assert "mean AUROC 0.975000" in notes and "`energy` at 0.980000" in notes
+
+
+def test_what_was_tried_table_has_a_row_per_method_with_proxy_and_every_set():
+    from osr_core.report import methods_section
+    methods = [{"method": "default", "score": "energy", "proxy_auroc": 0.99, "closed_set_accuracy": 0.996,
+                "sets": {"noise": 1.0, "letters": 0.9, "validation_proxy_pose": 0.98},
+                "unseen_digits_split0": {"auroc": 0.97}},
+               {"method": "outlier exposure", "score": "mahalanobis", "proxy_auroc": 0.95, "closed_set_accuracy": 0.98,
+                "sets": {"noise": 0.99}, "unseen_digits_split0": {"auroc": 0.9}}]
+    text = methods_section(methods)
+    header = next(l for l in text.splitlines() if l.startswith("| method"))
+    assert header.split("|")[6:9] == [" letters ", " noise ", " validation_proxy_pose "]  # reported sets first
+    assert row(text, "default")[1:] == ["`energy`", "0.9900", "99.60%", "0.9700", "0.9000", "1.0000", "0.9800"]
+    assert row(text, "outlier exposure")[5:] == ["-", "0.9900", "-"]  # a set it was not measured on

@@ -68,15 +68,15 @@ def _scored(n=50, seed=0):
     return Scored(pred=np.zeros(n, dtype=np.int64), components=components)
 
 
-def test_a_fused_score_is_the_mean_of_standardised_parts():
+def test_a_fused_score_is_the_mean_of_the_positive_parts_of_standardised_components():
     assert "pixel_recon" in LOG_SCALED and "mahalanobis" in LOG_SCALED and "energy" not in LOG_SCALED
     scored = _scored()
     norm = {"pixel_recon": (-4.1, 0.6), "mahalanobis": (3.9, 0.4), "energy": (-7.5, 2.5)}
     c = scored.components
-    expected = ((np.log(c["pixel_recon"]) + 4.1) / 0.6
-                + (c["energy"] + 7.5) / 2.5
-                + (np.log(c["mahalanobis"]) - 3.9) / 0.4) / 3
-    fused = decision_score(scored, "mean(pixel_recon,energy,mahalanobis)", norm)
+    z = [(np.log(c["pixel_recon"]) + 4.1) / 0.6, (c["energy"] + 7.5) / 2.5, (np.log(c["mahalanobis"]) - 3.9) / 0.4]
+    expected = sum(np.maximum(v, 0) for v in z) / 3  # negative parts dropped: one-sided
+    assert all((v < 0).any() for v in z)            # so the clipping is exercised
+    fused = decision_score(scored, "mean+(pixel_recon,energy,mahalanobis)", norm)
     np.testing.assert_allclose(fused, expected, rtol=1e-12)
     # A single component is used as it is.
     assert decision_score(scored, "max_logit", norm) is c["max_logit"]
@@ -92,15 +92,17 @@ def test_normalisation_stats_standardise_their_own_data_to_mean_0_std_1():
     # On the log scale for the reconstruction errors: the mean is that of the logs.
     assert np.isclose(stats["pixel_recon"][0], np.log(scored.components["pixel_recon"]).mean())
     assert np.isclose(stats["energy"][0], scored.components["energy"].mean())
-    fused = decision_score(scored, "mean(pixel_recon,feature_recon,energy,mahalanobis)", stats)
-    assert abs(fused.mean()) < 1e-9
+    zs = [standardise(scored.components[n], n, *stats[n]) for n in FUSABLE]
+    fused = decision_score(scored, "mean+(pixel_recon,feature_recon,energy,mahalanobis)", stats)
+    np.testing.assert_allclose(fused, np.mean([np.maximum(z, 0) for z in zs], axis=0))
+    assert (fused >= 0).all()
 
 
 def test_score_names_parse_into_their_parts():
     assert score_parts("energy") == ("energy",)
-    assert score_parts("mean(energy,mahalanobis)") == ("energy", "mahalanobis")
-    for bad in ("combined", "mean(energy)", "mean(energy,energy)", "mean(energy,max_logit)", "max(energy,mahalanobis)",
-                "mean(energy, mahalanobis)"):
+    assert score_parts("mean+(energy,mahalanobis)") == ("energy", "mahalanobis")
+    for bad in ("combined", "mean+(energy)", "mean+(energy,energy)", "mean+(energy,max_logit)", "max(energy,mahalanobis)",
+                "mean+(energy, mahalanobis)", "mean(energy,mahalanobis)"):
         with pytest.raises(ValueError, match="unknown score"):
             score_parts(bad)
 
@@ -112,7 +114,7 @@ def test_candidates_are_every_component_and_every_fusion_of_two_or_more():
     fusions = names[len(cnn):]
     assert len(fusions) == 11 == len(set(fusions))  # 6 pairs, 4 triples, 1 quadruple of the 4 fusable components
     assert all(len(score_parts(f)) >= 2 for f in fusions)
-    assert candidate_scores(["energy", "pixel_recon"]) == ["energy", "pixel_recon", "mean(pixel_recon,energy)"]
+    assert candidate_scores(["energy", "pixel_recon"]) == ["energy", "pixel_recon", "mean+(pixel_recon,energy)"]
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_the_mean_over_families_decides_and_ties_go_to_the_earlier_candidate():
     proxy = {"energy_like": _scored(rng, 300, pixel=-4.0, energy=-1.0, mahalanobis=3.0),
              "pixel_like": _scored(rng, 300, pixel=-1.0, energy=-8.0, mahalanobis=3.0)}
     s = select_score(known, proxy, norm)
-    assert s.chosen == "mean(pixel_recon,energy)"
+    assert s.chosen == "mean+(pixel_recon,energy)"
     assert s.table[s.chosen]["mean"] == pytest.approx(np.mean([s.table[s.chosen][f] for f in proxy]))
     # Every candidate separates perfectly: the first candidate wins.
     far = {"far": _scored(rng, 300, pixel=2.0, energy=20.0, mahalanobis=9.0)}
@@ -68,6 +68,6 @@ def test_stage_2_chooses_on_the_validation_proxy_without_reading_any_reported_se
                                                      data_dir, "--out", str(out), "--device", "cpu", "--quiet"]) == 0
     cal = json.loads((tmp_path / "calibration.json").read_text())
     table = cal["selection"]["candidates"]
-    assert cal["selection"]["families"] == ["pose", "pixel_shuffle", "blur"]
+    assert cal["selection"]["families"] == ["pose", "pixel_shuffle", "blur", "negative"]
     assert cal["score"] == cal["selection"]["chosen"] == max(table, key=lambda c: table[c]["mean"])
     assert f"# score: {cal['score']}" in out.read_text()

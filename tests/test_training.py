@@ -1,0 +1,101 @@
+"""What training and its final fits compute, checked against references written out here: the joint loss, the
+feature autoencoder's detach, the class Gaussians and Mahalanobis distance, OpenMax's Weibull tails, and the
+batch-norm statistics re-estimated on clean digits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from osr_core.models import ModelConfig, OSRNet, eucos_distance
+from osr_core.training import (fit_class_gaussians, joint_loss, recalibrate_batch_norm, weibull_tails)
+
+CONFIG = ModelConfig(num_classes=3, width=4, latent_dim=6, feature_code_dim=3)
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return OSRNet(CONFIG)
+
+
+def test_joint_loss_is_cross_entropy_plus_pixel_bce_plus_feature_mse(net):
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 1, 0])
+    out = net.train()(x)
+    total, ce = joint_loss(out, x, y)
+    p = out.recon.double().clamp(1e-12, 1 - 1e-12)
+    bce = -(x * p.log() + (1 - x) * (1 - p).log()).mean()
+    mse = ((out.feature_recon.double() - out.features.double()) ** 2).mean()
+    ce_ref = -F.log_softmax(out.logits.double(), 1)[torch.arange(5), y].mean()
+    assert ce.item() == pytest.approx(ce_ref.item(), rel=1e-5)
+    assert total.item() == pytest.approx((ce_ref + bce + mse).item(), rel=1e-5)
+
+
+def test_the_feature_autoencoder_sends_no_gradient_into_the_encoder(net):
+    x = torch.rand(4, 1, 28, 28)
+    out = net.train()(x)
+    F.mse_loss(out.feature_recon, out.features.detach()).backward()
+    assert all(p.grad is None or not p.grad.any() for p in net.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.feature_ae.parameters())
+
+
+def test_class_gaussians_and_mahalanobis_distance_match_a_numpy_reference(net):
+    """With the encoder replaced by a fixed map (features = the first 6 pixels), the fit's input is known."""
+    class FirstPixels(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :6] * 0.3081 + 0.1307  # undo the model's input normalisation
+    net.encoder = FirstPixels()
+    rng = np.random.default_rng(0)
+    cov = np.diag([2.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+    cov[0, 1] = cov[1, 0] = 0.8
+    targets = np.repeat(np.arange(3), 400)
+    centres = rng.uniform(60, 190, (3, 6))
+    pixels = np.clip(np.rint(centres[targets] + 12 * rng.multivariate_normal(np.zeros(6), cov, len(targets))), 0, 255)
+    images = np.zeros((len(targets), 28 * 28), np.uint8)
+    images[:, :6] = pixels
+    fit_class_gaussians(net, torch.from_numpy(images.reshape(-1, 28, 28)), torch.from_numpy(targets),
+                        torch.device("cpu"), ridge=1e-3)
+    feats = (pixels / 255).astype(np.float32).astype(np.float64)
+    ref_means = np.stack([feats[targets == c].mean(0) for c in range(3)])
+    centred = feats - ref_means[targets]
+    ref_cov = centred.T @ centred / len(feats)
+    ref_cov += 1e-3 * np.trace(ref_cov) / 6 * np.eye(6)
+    inv = np.linalg.inv(ref_cov)
+    probe = rng.uniform(0.2, 0.8, (50, 6))
+    ref = np.min([np.einsum("nd,de,ne->n", probe - m, inv, probe - m) for m in ref_means], axis=0)
+    np.testing.assert_allclose(net.class_means.numpy(), ref_means, rtol=1e-5, atol=1e-6)
+    got = net.class_distance(torch.from_numpy(probe).float()).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-3)
+    assert got.std() > 1.0  # not the constant an unfitted (zero) whitening would give
+
+
+def test_weibull_tails_fit_the_largest_distances_as_scipy_does():
+    from scipy.stats import weibull_min
+    g = torch.Generator().manual_seed(0)
+    vectors = torch.randn(300, 5, generator=g) + torch.tensor([3.0, 0, 0, 0, 0])
+    targets = torch.arange(300) % 2
+    vectors[targets == 1] += torch.tensor([0, 4.0, 0, 0, 0])
+    correct = torch.ones(300, dtype=torch.bool)
+    correct[::7] = False  # misclassified vectors stay out of the fit
+    means, weibull = weibull_tails(vectors, targets, correct, 2, tail_size=25)
+    for c in range(2):
+        own = vectors[correct & (targets == c)]
+        assert torch.allclose(means[c], own.mean(0))
+        tail = eucos_distance(own, own.mean(0)[None]).squeeze(1).topk(25).values.double().numpy()
+        shape, _, scale = weibull_min.fit(tail, floc=0)
+        assert weibull[c].tolist() == pytest.approx([shape, scale], rel=1e-5)
+        cdf = weibull_min.cdf(tail, shape, scale=scale)
+        assert cdf.max() > 0.9 and np.median(cdf) > 0.3  # the tail is where the fitted distribution puts its mass
+
+
+def test_batch_norm_statistics_are_re_estimated_from_the_clean_images(net):
+    images = (torch.rand(64, 28, 28, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8)
+    norm = net.encoder[1]
+    norm.running_mean.fill_(5.0)
+    recalibrate_batch_norm(net, images, torch.device("cpu"), batch_size=16)
+    x = (images.unsqueeze(1).float() / 255 - 0.1307) / 0.3081
+    first = net.encoder[0](x.contiguous(memory_format=torch.channels_last))
+    np.testing.assert_allclose(norm.running_mean.numpy(), first.mean((0, 2, 3)).detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert norm.momentum == 0.1 and not net.training

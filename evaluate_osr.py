@@ -9,6 +9,7 @@ calibrates each on its validation split, measures its 4 held-out digits, and add
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import multiprocessing
@@ -29,7 +30,7 @@ from osr_core.io import StageOutputs, load_checkpoint, write_json
 from osr_core.pipeline import calibrate_on_validation, known_test_digits, load_calibration, load_trained
 from osr_core.report import render
 from osr_core.scores import AUTO
-from osr_core.unknown_sets import build_unknown_sets, held_out_digits
+from osr_core.unknown_sets import held_out_digits, unknown_sets
 
 log = logging.getLogger("osr")
 UNSEEN_SUMMARY = "summary.json"
@@ -184,13 +185,16 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal, cal_source = calibration_for(trained, args)
     images, labels, _ = known_test_digits(trained, args.data_dir)
+    # First, so that its distorted copies of the test digits are gone before the unknown sets are made.
+    shifted = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
+    cli.return_freed_memory()
     reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
-    sets = build_unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
-                              dict(args.extra))
+    sets = unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
+                        dict(args.extra))  # made one at a time as the evaluation reaches them
     with StageOutputs(args.out_dir) as outputs:
-        result = evaluate(trained, cal, images, labels, [*reference.proxies, *sets], args.seed, args.batch_size,
+        result = evaluate(trained, cal, images, labels, itertools.chain(reference.proxies, sets), args.seed, args.batch_size,
                           outputs, with_embeddings=not args.no_embeddings, reference=reference, n_boot=args.bootstrap)
-        result["covariate_shift"] = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
+        result["covariate_shift"] = shifted
         metrics = report_metrics(args, trained, cal, cal_source, result)
         outputs.write_json("metrics.json", metrics)
         outputs.write_text("report.md", render(metrics))

@@ -167,13 +167,14 @@ def fit(args: argparse.Namespace, world: distributed.World, device: torch.device
         started = time.perf_counter()
         stats = train_one_epoch(trainable, d.train_images, d.train_targets, optimizer, scheduler, recipe, device, generator,
                                 epoch=epoch, show_progress=world.is_main and cli.progress_enabled(args.quiet), world=world)
-        seconds += time.perf_counter() - started
+        epoch_seconds = time.perf_counter() - started
+        seconds += epoch_seconds
         stats["val_accuracy"] = accuracy(model, d.val_images, d.val_labels, known, device)
         stats.update(epoch=epoch, train_seconds=seconds)
         history.append(stats)
         if world.is_main:
-            log.info("epoch %d: loss %.4f  train acc %.4f  val acc %.4f  (%.0fs)", epoch, stats["loss"],
-                     stats["train_accuracy"], stats["val_accuracy"], seconds)
+            log.info("epoch %d: loss %.4f  train acc %.4f  val acc %.4f  (%.0fs, %.0f images/s)", epoch, stats["loss"],
+                     stats["train_accuracy"], stats["val_accuracy"], seconds, len(d.train_images) / epoch_seconds)
             if on_epoch is not None:
                 on_epoch(model, stats)
         if epoch < args.epochs:  # what an interrupted run needs to go on exactly where it stopped

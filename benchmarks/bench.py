@@ -11,7 +11,8 @@ In one run it measures (medians over repeats, after a warm-up):
   2. scoring: images/s of test.py's scoring path (uint8 -> float, model, every score component, thresholds)
      against a bare model(x) forward over the same tensors;
   3-4. peak resident memory and wall time of each stage of `make reproduce`, at default settings, each stage
-     a separate process writing into a temporary folder (your artifacts/ are not touched).
+     a separate process writing into a temporary folder (your artifacts/ are not touched);
+  5. train.py's images/s in one process and under torchrun with two.
 Prints one table and writes bench.json with the core count and the torch version.
 """
 from __future__ import annotations
@@ -134,6 +135,24 @@ def bench_curves(data_dir: str, out_dir: Path) -> list[dict]:
     return runs
 
 
+def bench_distributed(data_dir: str, out_dir: Path) -> dict:
+    """Training images/s of train.py in one process and under torchrun with 2 (gloo, each 1 torch thread), on
+    20,000 images for 2 epochs: the second epoch's rate, from train.py's own log."""
+    rates = {}
+    for procs in (1, 2):
+        launcher = [sys.executable] if procs == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                        f"--nproc_per_node={procs}"]
+        cmd = [*launcher, "train.py", "--epochs", "2", "--train-limit", "20000", "--data-dir", data_dir, "--device",
+               "cpu", "--out", str(out_dir / f"ddp{procs}.pt")]
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{run.stderr[-2000:]}")
+        last = [line for line in run.stderr.splitlines() if line.startswith("epoch 2:")][-1]
+        rates[procs] = float(last.rsplit(", ", 1)[1].split()[0])
+        print(f"  training with {procs} process(es): {rates[procs]:.0f} images/s", flush=True)
+    return {"images_per_s": {str(k): v for k, v in rates.items()}, "speedup": rates[2] / rates[1]}
+
+
 def bench_scoring(data_dir: str, checkpoint: Path, thresholds: Path, repeats: int) -> dict:
     trained = load_trained(checkpoint, torch.device("cpu"))
     cal = load_calibration(trained, thresholds)
@@ -215,6 +234,7 @@ def main(argv=None) -> int:
                 print(f"  {name:42s} {wall:7.1f} s  {rss:7.0f} MiB", flush=True)
             result["pipeline_wall_s"] = sum(s["wall_s"] for s in result["stages"].values())
             checkpoint, thresholds = art / "model.pt", art / "reconstruction_errors.txt"
+        result["distributed"] = bench_distributed(args.data_dir, art)
         result["training"] = bench_training(args.data_dir, args.repeats)
         result["scoring"] = bench_scoring(args.data_dir, checkpoint, thresholds, args.repeats)
     write_json(args.out, result)
@@ -232,6 +252,9 @@ def render(r: dict) -> str:
              f"{'scoring path (all components), images/s':48s} {s['pipeline_images_per_s']:12.0f}",
              f"{'bare forward, images/s':48s} {s['bare_images_per_s']:12.0f}",
              f"{'scoring path / bare forward time ratio':48s} {s['time_ratio']:12.2f}"]
+    if "distributed" in r:
+        d = r["distributed"]["images_per_s"]
+        lines.append(f"{'train.py images/s, 1 process / torchrun 2 processes':48s} {d['1']:5.0f} / {d['2']:5.0f}")
     for run in r.get("time_to_quality", []):
         last = run["points"][-1]
         lines.append(f"{run['label'][:40] + ', end':48s} {last['train_seconds']:5.0f} s  acc {last['val_accuracy']:.4f}"

@@ -261,16 +261,17 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
 
 
-def scanned_digits(digits_u8: np.ndarray, seed: int) -> list[np.ndarray]:
+def scanned_digits(digits_u8: np.ndarray, seed: int, first: int = 0) -> list[np.ndarray]:
     """MNIST digits as a scan or photo of paper shows them: dark ink on light paper, the digit drawn 40-120 px
     tall somewhere on a larger sheet, paper and ink levels, sensor noise and JPEG compression (quality 50-95)
     drawn at random. digits_u8: (N, 28, 28) uint8 -> N grayscale images in [0, 1] of various sizes, image i
-    a function of (seed, i) and digit i. They are known digits: the user preprocessing must recover them."""
+    a function of (seed, first + i) and digit i (`first`: where these digits start in a larger set). They are
+    known digits: the user preprocessing must recover them."""
     from PIL import Image
 
     scans = []
     for i, digit in enumerate(digits_u8):
-        rng = _rng(seed, i)
+        rng = _rng(seed, first + i)
         side = int(rng.integers(40, 121))
         width, height = (int(side * f) + 8 for f in rng.uniform(1.1, 2.5, 2))
         paper, ink = rng.uniform(0.75, 1.0), rng.uniform(0.0, 0.35)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import torch
 
 from . import data, metrics, outliers, plots
 from .calibration import Calibration
+from .cli import return_freed_memory
 from .dumps import SHEET_LEGEND
 from .images import as_batch
 from .io import StageOutputs
@@ -87,7 +89,8 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
     shifted = dict(data.distorted_digits(digits, seed))
     n = min(SCANS, len(digits))
     u8 = (digits[:n, 0] * 255).round().to(torch.uint8).numpy()
-    shifted["scans"] = as_batch(data.scanned_digits(u8, seed))
+    # Made and read a few hundred at a time: thousands of sheet-sized arrays at once fragment the heap.
+    shifted["scans"] = torch.cat([as_batch(data.scanned_digits(u8[i:i + 250], seed, first=i)) for i in range(0, n, 250)])
     shifted["scans_in_mnist_form"] = digits[:n]
     results = {}
     for name, images in shifted.items():
@@ -132,10 +135,11 @@ def embeddings(known: Decisions, known_labels: np.ndarray, unknowns: dict[str, D
 
 
 def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, known_labels: np.ndarray,
-             sets: list[UnknownSet], seed: int, batch_size: int, outputs: StageOutputs | None,
+             sets: Iterable[UnknownSet], seed: int, batch_size: int, outputs: StageOutputs | None,
              with_embeddings: bool = True, reference: ValidationReference | None = None, n_boot: int = 200) -> dict:
     """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only).
-    With the validation `reference`, also the fusion rows of the ablation and the baselines."""
+    With the validation `reference`, also the fusion rows of the ablation and the baselines. The sets are
+    consumed: each one's images are dropped once it is scored and drawn, so that they are never all held."""
     classes = trained.known_classes
     known = decide(trained, cal, known_images, batch_size, keep_features=True)
     result = {
@@ -174,6 +178,8 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
             outputs.write_bytes(f"slipped_{s.name}.png",
                                 _sheet(trained, s.images, d, slipped[np.argsort(d.margin[slipped], kind="stable")],
                                        s.names))
+        s.images = None  # scored and drawn: its images are not needed again (tens of MB a set)
+        return_freed_memory()
     result["baselines"] = baselines(trained, reference.scored, known, known_labels, scored_sets,
                                     cal.target_acceptance, seed) if reference else {}
     if outputs is not None and scored_sets:

@@ -53,8 +53,10 @@ PROXY_DESCRIPTIONS = {
 
 def uniforms(n: int, k: int, seed: int) -> torch.Tensor:
     """(n, k) uniform numbers, row i from default_rng([seed, i]): a proxy image is a function of (seed, i)."""
-    return torch.from_numpy(np.stack([np.random.default_rng([seed, i]).random(k) for i in range(n)]).astype(np.float32)
-                            if n else np.zeros((0, k), np.float32))
+    out = np.empty((n, k), np.float32)
+    for i in range(n):
+        out[i] = np.random.default_rng([seed, i]).random(k, dtype=np.float32)
+    return torch.from_numpy(out)
 
 
 def different_class_partners(labels: torch.Tensor, u_class: torch.Tensor, u_member: torch.Tensor) -> torch.Tensor:

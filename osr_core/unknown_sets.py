@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -101,30 +102,32 @@ def held_out_digits(data_dir: str, known_classes: list[int]) -> UnknownSet:
                       images=data.to_float(images[mask]))
 
 
-def build_unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int], seed: int,
-                       n_generated: int = 10000, extra: dict[str, str] | None = None) -> list[UnknownSet]:
-    digits = data.to_float(data.load_mnist(data_dir, train=False)[0])
-    sets = [
-        _attempt("fashion_mnist", "Fashion-MNIST test set (garments)",
-                 lambda: data.to_float(data.load_fashion_mnist_test(data_dir))),
-        *letter_sets(letters_dir),
-        *character_sets(seed),
-        _attempt("noise", "uniform noise in [0, 1]", lambda: data.uniform_noise(n_generated, seed)),
-        _attempt("mnist_noise", "MNIST test digits with background replaced by uniform noise (CROSR)",
-                 lambda: data.mnist_noise(digits[:n_generated], seed)),
-        _attempt("natural_crops", "grayscale crops of scikit-learn's sample photos",
-                 lambda: data.natural_crops(n_generated, seed)),
-        _attempt("cifar10", "CIFAR-10 test set, grayscale 28x28", lambda: data.load_cifar10_test(data_dir),
-                 f"no copy under {data_dir}/cifar-10-batches-py and torchvision's download failed"),
-        _attempt("omniglot", "Omniglot evaluation alphabets, inverted, 28x28",
-                 lambda: data.load_omniglot_evaluation(data_dir),
-                 f"no copy under {data_dir}/omniglot-py and torchvision's download failed"),
-    ]
-    if len(known_classes) < 10:
-        sets.append(held_out_digits(data_dir, known_classes))
-    for name, folder in (extra or {}).items():
-        sets.append(extra_set(name, folder))
-    for s in sets:
+def unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int], seed: int,
+                 n_generated: int = 10000, extra: dict[str, str] | None = None) -> Iterator[UnknownSet]:
+    """Every unknown set, each made only when the iteration reaches it: an evaluation that drops a set's images
+    once it has scored them never holds more than one set (they are tens of MB each)."""
+    def sets():
+        yield _attempt("fashion_mnist", "Fashion-MNIST test set (garments)",
+                       lambda: data.to_float(data.load_fashion_mnist_test(data_dir)))
+        yield from letter_sets(letters_dir)
+        yield from character_sets(seed)
+        yield _attempt("noise", "uniform noise in [0, 1]", lambda: data.uniform_noise(n_generated, seed))
+        yield _attempt("mnist_noise", "MNIST test digits with background replaced by uniform noise (CROSR)",
+                       lambda: data.mnist_noise(data.to_float(data.load_mnist(data_dir, train=False)[0][:n_generated]),
+                                                seed))
+        yield _attempt("natural_crops", "grayscale crops of scikit-learn's sample photos",
+                       lambda: data.natural_crops(n_generated, seed))
+        yield _attempt("cifar10", "CIFAR-10 test set, grayscale 28x28", lambda: data.load_cifar10_test(data_dir),
+                       f"no copy under {data_dir}/cifar-10-batches-py and torchvision's download failed")
+        yield _attempt("omniglot", "Omniglot evaluation alphabets, inverted, 28x28",
+                       lambda: data.load_omniglot_evaluation(data_dir),
+                       f"no copy under {data_dir}/omniglot-py and torchvision's download failed")
+        if len(known_classes) < 10:
+            yield held_out_digits(data_dir, known_classes)
+        for name, folder in (extra or {}).items():
+            yield extra_set(name, folder)
+
+    for s in sets():
         if not s.available:
             log.warning("unknown set %s unavailable: %s", s.name, s.reason or "no images")
-    return sets
+        yield s

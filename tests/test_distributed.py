@@ -65,3 +65,28 @@ def test_torchrun_resumes_an_interrupted_run(tmp_path, data_dir, monkeypatch):
     assert "resuming after epoch 1" in run.stderr
     assert [h["epoch"] for h in load_checkpoint(out)["metrics"]["history"]] == [1, 2]
     assert not (tmp_path / "model.pt.resume").exists()
+
+
+def test_each_rank_forwards_its_own_half_of_every_batch():
+    """A rank that trained on the whole batch would still give a good model: only the batches show it."""
+    from osr_core.distributed import World
+    from osr_core.models import ModelConfig, build_model
+
+    class LocalWorld(World):
+        def sum(self, *values):  # no process group here: this rank's own numbers
+            return list(values)
+    images = (torch.rand(256, 28, 28, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    targets = torch.arange(256) % 3
+    for rank in (0, 1):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(num_classes=3, width=4, latent_dim=8, feature_code_dim=4))
+        rows = []
+        model.encoder.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        stats = training.train_one_epoch(model, images, targets, optimizer, scheduler, training.Recipe(batch_size=64),
+                                         torch.device("cpu"), torch.Generator().manual_seed(1), epoch=1,
+                                         show_progress=False, world=LocalWorld(rank=rank, size=2))
+        assert rows == [32, 32, 32, 32] and stats["train_accuracy"] <= 1.0
+    x = torch.arange(10)
+    assert LocalWorld(0, 2).shard(x).tolist() == [0, 2, 4, 6, 8] and LocalWorld(1, 2).shard(x).tolist() == [1, 3, 5, 7, 9]

@@ -17,6 +17,8 @@ import train
 from osr_core import data
 from osr_core.io import load_checkpoint, save_checkpoint
 
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
 
 def stage_args(run, **extra) -> list[str]:
     args = ["--checkpoint", str(run["checkpoint"]), "--thresholds", str(run["thresholds"]), "--device", "cpu", "--quiet"]
@@ -343,3 +345,27 @@ def test_a_missing_extra_or_compare_path_is_exit_2_before_any_work(evaluated_run
                               option, value]) == 2
     assert f"{option} {value}: no such" in one_error_line(capsys)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def _schema_keys(readme: str, heading: str) -> tuple[set[str], set[str]]:
+    """(keys, optional keys) of one bullet list of the README's metrics.json schema: the backticked name before a
+    bullet's colon, or every backticked name of a bullet without one; "present when" bullets are optional."""
+    section = readme.split("## `metrics.json` schema", 1)[1].split("\n## ", 1)[0]
+    block = section.split(heading, 1)[1].split("\n\n", 1)[0]
+    keys, optional = set(), set()
+    for bullet in re.split(r"\n- ", block)[1:]:
+        head = bullet.split(":", 1)[0] if re.match(r"`[a-z_0-9]+`:", bullet) else bullet.split(", and ")[0]
+        names = set(re.findall(r"`([a-z_0-9]+)`", head))
+        keys |= names
+        if "present when" in bullet:
+            optional |= names
+    return keys, optional
+
+
+def test_readme_schema_lists_every_key(evaluated_run):
+    readme = (ROOT / "README.md").read_text()
+    m = json.loads((evaluated_run["out"] / "metrics.json").read_text())
+    top, optional = _schema_keys(readme, "Top level:")
+    assert set(m) <= top and top - optional <= set(m), (set(m) ^ top)
+    set_keys, _ = _schema_keys(readme, "Each entry of `sets` has:")
+    assert set_keys | {"reason"} >= SET_KEYS and SET_KEYS >= set_keys - {"reason"}, set_keys ^ SET_KEYS

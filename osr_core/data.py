@@ -12,7 +12,6 @@ import io
 import logging
 import math
 import pickle
-import shutil
 import struct
 import subprocess
 import sys

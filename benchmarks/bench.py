@@ -191,14 +191,28 @@ def pipeline_stages(data_dir: str, art: Path) -> list[tuple[str, list[str]]]:
 
 
 def run_stage(cmd: list[str]) -> tuple[float, float]:
-    """Runs one stage as its own process: (wall seconds, peak resident memory in MiB)."""
+    """Runs one stage as its own process: (wall seconds, peak resident memory in MiB).
+
+    The peak is the child's own VmHWM, read from /proc while it runs: after exec it has a fresh address space,
+    whereas the rusage of a waited child also carries the high-water mark of this (large) parent at fork."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak_kib = 0
+    while proc.poll() is None:
+        peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
+        time.sleep(0.05)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise SystemExit(f"benchmark stage failed: {' '.join(cmd)}")
-    return wall, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    return wall, peak_kib / 1024
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    except OSError:  # the process has just ended
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

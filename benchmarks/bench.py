@@ -271,8 +271,8 @@ def render(r: dict) -> str:
         lines.append(f"{'train.py images/s, 1 process / torchrun 2 processes':48s} {d['1']:5.0f} / {d['2']:5.0f}")
     for run in r.get("time_to_quality", []):
         last = run["points"][-1]
-        lines.append(f"{run['label'][:40] + ', end':48s} {last['train_seconds']:5.0f} s  acc {last['val_accuracy']:.4f}"
-                     f"  proxy {last['proxy_auroc']:.4f}")
+        lines.append(f"time to quality, {run['label']}: {last['train_seconds']:.0f} s, validation accuracy "
+                     f"{last['val_accuracy']:.4f}, proxy AUROC {last['proxy_auroc']:.4f}")
     for name, st in r["stages"].items():
         lines.append(f"{'stage ' + name + ', wall s / peak MiB':48s} {st['wall_s']:6.1f} / {st['peak_rss_mib']:4.0f}")
     if "pipeline_wall_s" in r:

@@ -150,8 +150,10 @@ class OSRNet(nn.Module):
         features = self.encoder(x)
         logits = self.classifier(features)
         recon = self.decode(features, logits.argmax(1) if condition is None else condition)
-        # The feature autoencoder models the features without shaping them: no gradient flows back.
-        return Outputs(logits, recon, features, self.feature_ae(features.detach()), self.class_distance(features))
+        # The feature autoencoder models the features without shaping them: no gradient flows back. The class
+        # Gaussians are fitted after training, so in training the distance to them would be wasted work.
+        distance = features.new_zeros(len(features)) if self.training else self.class_distance(features)
+        return Outputs(logits, recon, features, self.feature_ae(features.detach()), distance)
 
 
 def eucos_distance(v: torch.Tensor, means: torch.Tensor) -> torch.Tensor:

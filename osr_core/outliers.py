@@ -41,7 +41,6 @@ POSE_KEEPS_A_DIGIT = {
     "rotate_90": {0, 8},
     "rotate_270": {0, 8},
 }
-TRAINING_FAMILIES = ("chimera", "overlay")
 PROXY_FAMILIES = ("pose", "pixel_shuffle", "blur", "negative")
 PROXY_DESCRIPTIONS = {
     "pose": "digits mirrored, upside down or on their side (where that leaves no digit)",

@@ -122,10 +122,10 @@ def select_on_proxy(trained: Trained, validation: Scored, images: torch.Tensor, 
 def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,
                      target: float) -> Calibration:
     """Thresholds from an already-scored validation split."""
-    missing = [p for p in score_parts(score) if p not in validation.components]
+    parts = score_parts(score)
+    missing = [p for p in parts if p not in validation.components]
     if missing:
         raise UserError(f"score {score!r} needs a model that has {', '.join(missing)} (openmax: train with --arch dhrnet)")
-    parts = score_parts(score)
     normalisation = normalisation_stats(validation.components, names=parts) if len(parts) > 1 else {}
     scores = decision_score(validation, score, normalisation)
     rows = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)

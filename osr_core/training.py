@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -97,7 +98,8 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
         batch = torch.cat([x, world.shard(negatives)]) if negatives is not None else x
         batch, x, y = batch.to(device, non_blocking=True), batch[:n].to(device, non_blocking=True), y.to(device, non_blocking=True)
         # Negatives are normalised with the digits' batch statistics, as digits are at test time.
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16), statistics_from_first(net, n):
+        norms = statistics_from_first(net, n) if negatives is not None else nullcontext()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16), norms:
             if conditional:  # negatives are nobody's class: their reconstructions are not trained
                 full = model(batch, torch.cat([y, y.new_zeros(len(batch) - n)]))
             else:

@@ -173,7 +173,8 @@ def fuse(scored: Scored, names, normalisation: dict[str, tuple[float, float]]) -
     split (mean 0 there). A component can add evidence that an image is unknown but cannot take away another's:
     far from the digits a classifier is often more confident than on them (Hein et al. 2019): on uniform noise
     energy alone scores AUROC 0.08 with the default model, and a plain mean of z-scores let it cancel
-    Mahalanobis's perfect vote (0.971 on noise for a plain mean of energy and Mahalanobis, 0.9994 one-sided)."""
+    Mahalanobis's perfect vote (measured while developing this: a plain mean of energy and Mahalanobis reached
+    0.971 on noise, the one-sided one 0.9994)."""
     parts = [standardise(scored.components[n], n, *normalisation[n]) for n in names]
     return np.mean(np.maximum(parts, 0.0), axis=0)
 

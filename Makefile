@@ -9,7 +9,7 @@ DEVICE     ?= auto
 RUN        := $(PY)
 
 .PHONY: reproduce test install data system-data train calibrate score-test letters score-letters evaluate \
-        benchmark-osr benchmark-crosr benchmark-methods bench clean
+        benchmark-osr benchmark-crosr benchmark-methods benchmark-folds bench clean
 
 reproduce: install data
 	$(MAKE) train calibrate score-test letters score-letters evaluate
@@ -86,10 +86,15 @@ benchmark-methods: install data letters
 	$(RUN) benchmarks/methods.py --data-dir $(DATA) --letters-dir $(ART)/letters --out-dir $(ART)/methods
 	$(MAKE) evaluate
 
+# How cheap a leave-classes-out model may be: the candidates' ranking by cheap fold models against full-recipe ones.
+benchmark-folds: install data
+	$(RUN) benchmarks/folds.py --data-dir $(DATA) --out-dir $(ART)/folds
+
 # Where time and memory go: training and scoring throughput against bare loops, and every stage's cost.
 bench: install data
 	$(RUN) benchmarks/bench.py
 
 clean:
 	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \
-	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits $(ART)/dhrnet $(ART)/methods $(ART)/bench
+	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits $(ART)/dhrnet $(ART)/methods $(ART)/bench $(ART)/leave_out \
+	  $(ART)/folds

@@ -4,9 +4,10 @@ Usage: python compute_class_reconstruction_errors.py [--score auto] [--rule quan
 
 Writes artifacts/reconstruction_errors.txt (read by every later stage; its header names the
 checkpoint's SHA-256 and the decision score) and calibration.json beside it. Only the checkpoint's
-validation split is used: with `--score auto` (the default) the decision score is the candidate that
-best separates the validation digits from the validation proxy made from them (selection.py), and
-calibration.json holds every candidate's AUROC.
+validation split is used. With `--score auto` (the default) the decision score is chosen by selection.py's
+rule: far families made from the validation digits as a floor, then the near-digit signal of leave-classes-out
+models (trained like the checkpoint without some of its classes, kept in --folds-dir and reused while their
+recipe matches); calibration.json holds the folds, every candidate's figures and the rule.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from osr_core import cli
 from osr_core.calibration import CALIBRATION_JSON, DEFAULT_RULE_PARAM, RULES, format_thresholds
 from osr_core.io import StageOutputs
+from osr_core.leave_out import FoldBudget
 from osr_core.pipeline import calibrate_on_validation, load_trained
 from osr_core.scores import AUTO, COMPONENTS, FUSABLE, score_parts
 
@@ -38,13 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--score", type=score_name, default=AUTO,
                    help="decision score: auto (chosen on the validation proxy), a component "
-                        f"({', '.join(COMPONENTS)}) or mean(a,b,...) of {', '.join(FUSABLE)} (default: %(default)s)")
+                        f"({', '.join(COMPONENTS)}), or mean(a,b,...) / mean+(a,b,...) of {', '.join(FUSABLE)} "
+                        "(default: %(default)s)")
     p.add_argument("--rule", choices=RULES, default="quantile", help="threshold rule (default: %(default)s)")
     p.add_argument("--rule-param", type=cli.number(float, 0, low_open=True), default=None,
                    help="k of mean-std (default 2.326) or mean-factor (default 2.0); quantile uses --target-acceptance")
     p.add_argument("--target-acceptance", type=cli.number(float, 0.5, 0.9999), default=0.99,
                    help="fraction of validation knowns to accept (default: %(default)s)")
     p.add_argument("--out", default=cli.DEFAULT_THRESHOLDS, help="thresholds file; calibration.json goes beside it")
+    p.add_argument("--folds-dir", default=None,
+                   help="where the leave-classes-out models are kept and reused (default: leave_out/ beside --out)")
+    p.add_argument("--fold-epochs", type=cli.number(int, 0), default=FoldBudget.epochs,
+                   help="epochs of each leave-classes-out model (default: %(default)s; 0: the checkpoint's own)")
+    p.add_argument("--fold-images", type=cli.number(int, 0), default=FoldBudget.images,
+                   help="training images of each leave-classes-out model (default: %(default)s; 0: all)")
     cli.add_common_flags(p, "data_dir", "checkpoint", "device", "seed", "batch_size")
     return p
 
@@ -54,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UserError("--target-acceptance must lie in [0.5, 1)")
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     param = args.rule_param if args.rule_param is not None else DEFAULT_RULE_PARAM[args.rule]
-    cal = calibrate_on_validation(trained, args.data_dir, args.score, args.rule, param, args.target_acceptance,
-                                  args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed)
-
     out = Path(args.out)
+    folds_dir = Path(args.folds_dir) if args.folds_dir else out.parent / "leave_out"
+    budget = FoldBudget(args.fold_epochs or None, args.fold_images or None)
+    cal = calibrate_on_validation(trained, args.data_dir, args.score, args.rule, param, args.target_acceptance,
+                                  args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed,
+                                  folds_dir=folds_dir, budget=budget)
+
     text = format_thresholds(cal)
     with StageOutputs(out.parent) as outputs:
         outputs.write_text(out.name, text)
@@ -66,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(text, end="")
     if cal.selection:
-        log.info("decision score %s: mean AUROC %.4f on the validation proxy (%s); every candidate in %s",
-                 cal.score, cal.selection["candidates"][cal.score]["mean"], ", ".join(cal.selection["families"]),
-                 out.parent / CALIBRATION_JSON)
+        row = cal.selection["candidates"][cal.score]
+        near = f"leave-classes-out AUROC {row['leave_classes_out']:.4f}, " if "leave_classes_out" in row else ""
+        log.info("decision score %s: %sfar families >= %.4f; rule and every candidate in %s", cal.score, near,
+                 row["far_min"], out.parent / CALIBRATION_JSON)
     log.info("%d validation images; %.2f%% accepted at these thresholds; wrote %s",
              sum(c.n for c in cal.classes), 100 * cal.validation_acceptance, out)
     return 0

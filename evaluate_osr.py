@@ -30,6 +30,7 @@ from osr_core.io import StageOutputs, load_checkpoint, write_json
 from osr_core.pipeline import calibrate_on_validation, known_test_digits, load_calibration, load_trained
 from osr_core.report import render
 from osr_core.scores import AUTO
+from osr_core.training import Recipe, recorded_recipe
 from osr_core.unknown_sets import held_out_digits, unknown_sets
 
 log = logging.getLogger("osr")
@@ -70,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra folder of unknown images (repeatable)")
     p.add_argument("--compare", type=parse_compare, action="append", default=[], metavar="NAME=METRICS_JSON",
                    help="another model's metrics.json to set beside this one in the report (repeatable)")
-    p.add_argument("--n-generated", type=cli.number(int, 1), default=10000, help="images per generated set (noise, crops, ...)")
+    p.add_argument("--n-generated", type=cli.number(int, 1), default=10000,
+                   help="images per generated set (noise, crops, distorted digits, ...; at most 2,000 scans and "
+                        "images without a digit, and 4 per character glyph)")
     p.add_argument("--no-embeddings", action="store_true", help="skip the t-SNE and PCA pictures")
+    p.add_argument("--no-pictures", action="store_true", help="numbers only: metrics.json and report.md, no pictures")
     p.add_argument("--bootstrap", type=cli.number(int, 1), default=200, help="resamples for the AUROC intervals (default: %(default)s)")
     p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
     p.add_argument("--splits-dir", default="artifacts/unseen_digits",
@@ -97,43 +101,48 @@ def calibration_for(trained, args) -> tuple:
     return cal, f"none found at {args.thresholds}; calibrated in memory on the validation split (stage 2 defaults)"
 
 
+def split_flags(known: list[int], args: argparse.Namespace) -> list[str]:
+    """train.py's flags for one split of the protocol: the split's classes, otherwise train.py's defaults."""
+    return ["--known-classes", ",".join(map(str, known)), "--epochs", str(args.split_epochs), "--seed", str(args.seed)]
+
+
 def run_split(i: int, known: list[int], args: argparse.Namespace, threads: int) -> dict:
     """One split of the protocol: train (or reuse) its model, calibrate it, measure its held-out digits."""
     torch.set_num_threads(threads)
     split_dir = Path(args.splits_dir) / f"split{i}"
     checkpoint, thresholds = split_dir / "model.pt", split_dir / "reconstruction_errors.txt"
     common = ["--data-dir", args.data_dir, "--device", args.device] + (["--quiet"] if args.quiet else [])
-    if not reusable(checkpoint, known, args):
+    flags = split_flags(known, args)
+    if not reusable(checkpoint, train.recipe_of(train.build_parser().parse_args(flags), cli.resolve_device(args.device))):
         log.info("unseen digits, split %d: training on %s", i, sorted(known))
-        if train.main(["--known-classes", ",".join(map(str, known)), "--epochs", str(args.split_epochs),
-                       "--seed", str(args.seed), "--out", str(checkpoint), *common]) != 0:
+        if train.main([*flags, "--out", str(checkpoint), *common]) != 0:
             raise cli.UserError(f"training split {i} failed")
+    # Calibrated afresh every time (its leave-classes-out models are reused while their recipe matches): a
+    # thresholds file of an earlier run may come from an earlier way of choosing the score.
+    if compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--out", str(thresholds),
+                                                 "--seed", str(args.seed), *common]) != 0:
+        raise cli.UserError(f"calibrating split {i} failed")
     trained = load_trained(checkpoint, cli.resolve_device(args.device))
-    try:
-        cal = load_calibration(trained, thresholds)
-    except cli.UserError:  # none yet, or one of an earlier checkpoint
-        if compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--out", str(thresholds),
-                                                     "--seed", str(args.seed), *common]) != 0:
-            raise cli.UserError(f"calibrating split {i} failed")
-        cal = load_calibration(trained, thresholds)
+    cal = load_calibration(trained, thresholds)
     images, labels, _ = known_test_digits(trained, args.data_dir)
     result = evaluate(trained, cal, images, labels, [held_out_digits(args.data_dir, trained.known_classes)],
                       args.seed, args.batch_size, outputs=None, n_boot=args.bootstrap)
     s = result["sets"]["held_out_digits"]
     log.info("split %d: AUROC %.4f  macro-F1 %.3f (score %s)", i, s["auroc"], s["macro_f1"], cal.score)
+    near = (cal.selection or {}).get("candidates", {}).get(cal.score, {}).get("leave_classes_out")
     return {"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
             "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
-            "score": cal.score, "ablation": s["ablation"], "checkpoint": str(checkpoint)}
+            "score": cal.score, "leave_classes_out_auroc": near, "ablation": s["ablation"], "checkpoint": str(checkpoint)}
 
 
-def reusable(checkpoint: Path, known: list[int], args: argparse.Namespace) -> bool:
-    """A split checkpoint from an earlier run counts only if it was trained the way this run would train it."""
+def reusable(checkpoint: Path, recipe: Recipe) -> bool:
+    """A split checkpoint from an earlier run counts only if it records exactly the recipe this run would train."""
     if not checkpoint.is_file():
         return False
-    ckpt = load_checkpoint(checkpoint)
-    trained_with = ckpt.get("train_args", {})
-    return (ckpt["known_classes"] == sorted(known) and trained_with.get("epochs") == args.split_epochs
-            and trained_with.get("seed") == args.seed)
+    try:
+        return recorded_recipe(load_checkpoint(checkpoint)) == recipe
+    except cli.UserError:  # not a checkpoint this version reads: it is trained again
+        return False
 
 
 def _quiet_worker(quiet: bool) -> None:
@@ -186,18 +195,19 @@ def run(args: argparse.Namespace) -> int:
     cal, cal_source = calibration_for(trained, args)
     images, labels, _ = known_test_digits(trained, args.data_dir)
     # First, so that its distorted copies of the test digits are gone before the unknown sets are made.
-    shifted = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size)
+    shifted = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size, args.n_generated)
     cli.return_freed_memory()
-    reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size)
+    reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size, args.n_generated)
     sets = unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
                         dict(args.extra))  # made one at a time as the evaluation reaches them
     with StageOutputs(args.out_dir) as outputs:
         result = evaluate(trained, cal, images, labels, itertools.chain(reference.proxies, sets), args.seed, args.batch_size,
-                          outputs, with_embeddings=not args.no_embeddings, reference=reference, n_boot=args.bootstrap)
+                          None if args.no_pictures else outputs, with_embeddings=not args.no_embeddings,
+                          reference=reference, n_boot=args.bootstrap)
         result["covariate_shift"] = shifted
         metrics = report_metrics(args, trained, cal, cal_source, result)
         outputs.write_json("metrics.json", metrics)
-        outputs.write_text("report.md", render(metrics))
+        outputs.write_text("report.md", render(metrics, pictures=not args.no_pictures))
         outputs.finish()
     print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
           f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")
@@ -220,7 +230,7 @@ def report_metrics(args: argparse.Namespace, trained, cal, cal_source: str, resu
     if summary.is_file():
         metrics["unseen_digits"] = json.loads(summary.read_text())
     if Path(args.methods).is_file():
-        metrics["methods"] = json.loads(Path(args.methods).read_text())["methods"]
+        metrics["methods"] = json.loads(Path(args.methods).read_text())
     return metrics
 
 

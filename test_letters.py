@@ -5,9 +5,11 @@ Usage: python test_letters.py [IMAGE_OR_FOLDER_OR_GLOB ...] [--letters-dir artif
 
 Any images work (files, folders, glob patterns; any size, mode or polarity): each is put in MNIST form
 (ink white on black, cropped, fitted into 20x20, centred by mass); unreadable files are skipped and
-listed. Prints one line per image (`file  digit 7 (score ... <= threshold ...)` or `file  unknown
-(nearest 8, score ... > ...)`), or with --json one JSON object per line, then a summary (per letter when
-the folder has a manifest.csv). Writes scores.csv, the flagged-image panels and most_anomalous.png.
+listed. An image with nothing written in it (blank paper, dust, only a form's printed lines) is unknown,
+reason "blank". Prints one line per image (`file  digit 7 (score ... <= threshold ...)`, `file  unknown
+(nearest 8, score ... > ...)` or `file  unknown (blank: nothing written)`), or with --json one JSON object
+per line, then a summary (per letter when the folder has a manifest.csv). Writes scores.csv, the
+flagged-image panels and most_anomalous.png.
 """
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def summary(files: list[str], flagged: np.ndarray, manifest: dict) -> str:
-    lines = [f"unknown: {flagged.sum()} of {len(files)} images ({100 * flagged.mean():.2f}%); "
+def summary(files: list[str], flagged: np.ndarray, blank: np.ndarray, manifest: dict) -> str:
+    blanks = f", {blank.sum()} of them blank" if blank.any() else ""
+    lines = [f"unknown: {flagged.sum()} of {len(files)} images ({100 * flagged.mean():.2f}%{blanks}); "
              f"named as digits: {len(files) - flagged.sum()}"]
     if manifest:
         per_char: dict[str, list[bool]] = defaultdict(list)
@@ -87,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # stdout carries the records alone; the summary goes to the log
         for i, name in enumerate(folder.files):
             print(json.dumps(answer_record(name, decisions, i)))
-        log.info(summary(folder.files, decisions.is_unknown, manifest))
+        log.info(summary(folder.files, decisions.is_unknown, decisions.blank, manifest))
     else:
         for i, name in enumerate(folder.files[:args.show]):
             print(answer_line(name, decisions, i))
         if len(folder.files) > args.show:
             print(f"... {len(folder.files) - args.show} more in {args.out_dir}/scores.csv (--show N for more)")
-        print(summary(folder.files, decisions.is_unknown, manifest))
+        print(summary(folder.files, decisions.is_unknown, decisions.blank, manifest))
     if folder.skipped:
         log.warning("skipped %d unreadable file(s); listed in %s/skipped.txt", len(folder.skipped), args.out_dir)
     return 0

@@ -12,7 +12,10 @@ In one run it measures (medians over repeats, after a warm-up):
      against a bare model(x) forward over the same tensors;
   3-4. peak resident memory and wall time of each stage of `make reproduce`, at default settings, each stage
      a separate process writing into a temporary folder (your artifacts/ are not touched);
-  5. train.py's images/s in one process and under torchrun with two.
+  5. train.py's images/s in one process and under torchrun with two;
+  6. reading scans (decode, polarity, paper removal, grain filter, crop, fit, centre), from JPEG files and from
+     arrays: the per-image path as it was, the fast path on one core and on every core; and predict() on
+     MNIST-shaped uint8 arrays against the scoring path.
 Prints one table and writes bench.json with the core count and the torch version.
 """
 from __future__ import annotations
@@ -26,15 +29,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import train  # noqa: E402
-from osr_core import cli, data, plots  # noqa: E402
+from osr_core import OpenSetRecognizer, cli, data, images, mnist_style, plots  # noqa: E402
 from osr_core.distributed import World  # noqa: E402
 from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
 from osr_core.models import ModelConfig, build_model  # noqa: E402
@@ -172,6 +178,55 @@ def bench_scoring(data_dir: str, checkpoint: Path, thresholds: Path, repeats: in
             "bare_images_per_s": bare_rate, "time_ratio": bare_rate / real_rate}
 
 
+SCANS = 1000  # scanned digits, 60-120 px tall on larger sheets, saved as JPEG files
+
+
+@contextmanager
+def one_at_a_time(pillow_median: bool = False):
+    """Reading as before the fast path: every image in the calling thread (and with Pillow's median filter)."""
+    saved = images.PARALLEL_FROM, mnist_style.median3
+    images.PARALLEL_FROM = 10 ** 9
+    if pillow_median:
+        mnist_style.median3 = mnist_style.median3_pil
+    try:
+        yield
+    finally:
+        images.PARALLEL_FROM, mnist_style.median3 = saved
+
+
+def bench_reading(data_dir: str, out_dir: Path, checkpoint: Path, thresholds: Path, repeats: int) -> dict:
+    """Images/s of reading and preprocessing scans (from JPEG files and from decoded arrays): the per-image path as it
+    was (one image at a time, Pillow's median filter), the fast path on one core, and on every core; and the front
+    door's predict() on 10,000 MNIST-shaped uint8 arrays against the scoring path on the same images."""
+    digits = data.load_mnist(data_dir, train=False)[0]
+    scans = data.scanned_digits(digits[:SCANS].numpy(), seed=3)
+    folder = out_dir / "scans"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, scan in enumerate(scans):
+        files.append(str(folder / f"scan{i:04d}.jpg"))
+        Image.fromarray(np.rint(scan * 255).astype(np.uint8)).save(files[-1], quality=90)
+    arrays = [np.rint(s * 255).astype(np.uint8) for s in scans]
+    rates = {}
+    for source, given in (("files", files), ("arrays", arrays)):
+        with one_at_a_time(pillow_median=True):
+            rates[f"{source}_per_image_before"] = median_rate(lambda: images.as_batch(given), len(given), repeats)
+        with one_at_a_time():
+            rates[f"{source}_fast_one_core"] = median_rate(lambda: images.as_batch(given), len(given), repeats)
+        rates[f"{source}_fast_all_cores"] = median_rate(lambda: images.as_batch(given), len(given), repeats)
+    result = {"scans": SCANS, "images_per_s": rates,
+              "files_speedup": rates["files_fast_all_cores"] / rates["files_per_image_before"],
+              "arrays_speedup": rates["arrays_fast_all_cores"] / rates["arrays_per_image_before"]}
+    recognizer = OpenSetRecognizer.load(checkpoint, thresholds, device="cpu")
+    u8 = digits.numpy()
+    predict = median_rate(lambda: recognizer.predict(u8), len(u8), repeats)
+    scoring = median_rate(lambda: decide(recognizer.trained, recognizer.calibration, data.to_float(digits), SCORE_BATCH),
+                          len(u8), repeats)
+    result["predict_mnist_shaped"] = {"images_per_s": predict, "scoring_path_images_per_s": scoring,
+                                      "time_ratio": scoring / predict}
+    return result
+
+
 def pipeline_stages(data_dir: str, art: Path) -> list[tuple[str, list[str]]]:
     py = sys.executable
     model, thr = str(art / "model.pt"), str(art / "reconstruction_errors.txt")
@@ -248,6 +303,7 @@ def main(argv=None) -> int:
                 print(f"  {name:42s} {wall:7.1f} s  {rss:7.0f} MiB", flush=True)
             result["pipeline_wall_s"] = sum(s["wall_s"] for s in result["stages"].values())
             checkpoint, thresholds = art / "model.pt", art / "reconstruction_errors.txt"
+        result["reading"] = bench_reading(args.data_dir, art, checkpoint, thresholds, args.repeats)
         result["distributed"] = bench_distributed(args.data_dir, art)
         result["training"] = bench_training(args.data_dir, args.repeats)
         result["scoring"] = bench_scoring(args.data_dir, checkpoint, thresholds, args.repeats)
@@ -266,6 +322,14 @@ def render(r: dict) -> str:
              f"{'scoring path (all components), images/s':48s} {s['pipeline_images_per_s']:12.0f}",
              f"{'bare forward, images/s':48s} {s['bare_images_per_s']:12.0f}",
              f"{'scoring path / bare forward time ratio':48s} {s['time_ratio']:12.2f}"]
+    if "reading" in r:
+        rd = r["reading"]["images_per_s"]
+        for source in ("files", "arrays"):
+            lines.append(f"{'scans from ' + source + ', images/s: before / fast 1 core / all':48s} "
+                         f"{rd[source + '_per_image_before']:5.0f} / {rd[source + '_fast_one_core']:5.0f} / "
+                         f"{rd[source + '_fast_all_cores']:5.0f} ({r['reading'][source + '_speedup']:.2f}x)")
+        pm = r["reading"]["predict_mnist_shaped"]
+        lines.append(f"{'predict() on MNIST-shaped uint8 / scoring path':48s} {pm['time_ratio']:12.2f}")
     if "distributed" in r:
         d = r["distributed"]["images_per_s"]
         lines.append(f"{'train.py images/s, 1 process / torchrun 2 processes':48s} {d['1']:5.0f} / {d['2']:5.0f}")

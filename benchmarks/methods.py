@@ -1,17 +1,22 @@
-"""What was tried for near-OOD, each method trained and measured by the stage scripts themselves.
+"""Which training recipe: each method trained and measured by the stage scripts, and chosen by a rule on validation.
 
 Usage: python benchmarks/methods.py [--out-dir artifacts/methods] [--data-dir data] [--letters-dir artifacts/letters]
+                                    [--no-split]
 
 For every method in METHODS: train.py on all ten digits, compute_class_reconstruction_errors.py (the decision
-score chosen on the validation proxy, as by default), evaluate_osr.py (numbers only); and the same on the first
-unseen-digit split (known 2,4,5,9,8,3) with its 4 held-out digits. Writes methods.json, which evaluate_osr.py
-puts in the report as the table "What was tried". About 12 minutes on 2 CPU cores.
+score chosen by stage 2's rule, with its leave-classes-out folds trained by the method's own recipe), and
+evaluate_osr.py (numbers only); unless --no-split, the same on the first unseen-digit split (known 2,4,5,9,8,3)
+with its 4 held-out digits. Then RULE picks the recipe from validation figures alone: validation accuracy, the
+leave-classes-out AUROC of the score stage 2 chose (with its bootstrap interval), the far floor, and the training
+time measured in this run. Writes methods.json, which evaluate_osr.py puts in the report as "What was tried".
+Models are kept in --out-dir and reused while their recipe matches. About 90 minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,16 +26,24 @@ import compute_class_reconstruction_errors  # noqa: E402
 import evaluate_osr  # noqa: E402
 import train  # noqa: E402
 from osr_core import cli, data  # noqa: E402
-from osr_core.io import write_json  # noqa: E402
+from osr_core.io import load_checkpoint, write_json  # noqa: E402
 
-# (name, train.py flags): the default first; the others as measured while choosing it.
+# (name, train.py flags): the current default first; the others as they were weighed against it.
 METHODS = [
-    ("default: plain decoder, no outlier exposure", []),
-    ("outlier exposure, weight 0.1 (chimeras and overlays, half a batch)", ["--oe-fraction", "0.5", "--oe-weight", "0.1"]),
-    ("outlier exposure, weight 0.5 (chimeras and overlays, half a batch)", ["--oe-fraction", "0.5", "--oe-weight", "0.5"]),
+    ("default: plain decoder, cross-entropy", []),
+    ("LogitNorm (tau 0.04)", ["--logit-norm", "0.04"]),
     ("class-conditional decoder (C2AE-style wrong-class loss)", ["--decoder", "conditional"]),
+    ("outlier exposure, weight 0.1 (chimeras and overlays, half a batch)", ["--oe-fraction", "0.5", "--oe-weight", "0.1"]),
+    ("wider: width 32", ["--width", "32"]),
+    ("longer: 10 epochs", ["--epochs", "10"]),
 ]
 SPLIT = data.UNSEEN_DIGIT_SPLITS[0]
+ACCURACY_SLACK = 0.002  # validation accuracy may be this far below the best method's
+TIME_BUDGET = 1.25      # training time, as a multiple of the default's measured in the same run
+RULE = (f"methods whose validation accuracy is within {ACCURACY_SLACK:.1%} of the best and whose training takes at most "
+        f"{TIME_BUDGET}x the default's (this run) are eligible; the default stays unless an eligible method's "
+        "leave-classes-out AUROC (of the score stage 2 chose for it) lies above the default's bootstrap 95% interval; "
+        "then the highest such wins")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,24 +51,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="artifacts/methods")
     p.add_argument("--data-dir", default=cli.DEFAULT_DATA_DIR)
     p.add_argument("--letters-dir", default=cli.DEFAULT_LETTERS_DIR)
+    p.add_argument("--no-split", action="store_true", help="skip the unseen-digit split 2,4,5,9,8,3")
     return p
 
 
 def measure(flags: list[str], folder: Path, args, known: list[int] | None) -> dict:
-    """Trains, calibrates and evaluates one model in `folder`; returns its metrics.json."""
+    """Trains (or reuses), calibrates and evaluates one model in `folder`; returns its metrics.json, with the
+    checkpoint's validation accuracy and the seconds its training took (None when reused)."""
     common = ["--data-dir", args.data_dir, "--quiet"]
     ckpt, thr = folder / "model.pt", folder / "reconstruction_errors.txt"
     classes = ["--known-classes", ",".join(map(str, known))] if known else []
-    if not ckpt.is_file():
+    seconds_file = folder / "train_seconds.json"
+    recipe = train.recipe_of(train.build_parser().parse_args([*flags, *classes]), cli.resolve_device("auto"))
+    if not evaluate_osr.reusable(ckpt, recipe):
+        started = time.perf_counter()
         if train.main([*flags, *classes, "--out", str(ckpt), *common]) != 0:
             raise SystemExit(f"training failed: {folder}")
+        write_json(seconds_file, time.perf_counter() - started)
     if compute_class_reconstruction_errors.main(["--checkpoint", str(ckpt), "--out", str(thr), *common]) != 0:
         raise SystemExit(f"calibration failed: {folder}")
     if evaluate_osr.main(["--checkpoint", str(ckpt), "--thresholds", str(thr), "--letters-dir", args.letters_dir,
                           "--out-dir", str(folder / "osr"), "--no-embeddings", "--bootstrap", "20",
-                          "--splits-dir", str(folder / "no_splits"), *common]) != 0:
+                          "--splits-dir", str(folder / "no_splits"), "--methods", str(folder / "none"), *common]) != 0:
         raise SystemExit(f"evaluation failed: {folder}")
-    return json.loads((folder / "osr" / "metrics.json").read_text())
+    metrics = json.loads((folder / "osr" / "metrics.json").read_text())
+    metrics["val_accuracy"] = load_checkpoint(ckpt)["metrics"]["val_accuracy"]
+    metrics["train_seconds"] = json.loads(seconds_file.read_text()) if seconds_file.is_file() else None
+    return metrics
+
+
+def row_of(name: str, flags: list[str], all_ten: dict, split: dict | None) -> dict:
+    selection = all_ten["calibration"]["selection"]
+    chosen = selection["candidates"][selection["chosen"]]
+    return {
+        "method": name, "train_flags": flags, "score": selection["chosen"], "val_accuracy": all_ten["val_accuracy"],
+        "train_seconds": all_ten["train_seconds"], "leave_classes_out": chosen.get("leave_classes_out"),
+        "leave_classes_out_ci95": chosen.get("near_ci95"), "far_min": chosen["far_min"],
+        "closed_set_accuracy": all_ten["closed_set_accuracy"], "false_alarm_rate": all_ten["false_alarm_rate"],
+        "sets": {n: s["auroc"] for n, s in all_ten["sets"].items() if s["available"]},
+        "unseen_digits_split0": None if split is None else {
+            "known_classes": sorted(SPLIT), "score": split["calibration"]["score"],
+            "auroc": split["sets"]["held_out_digits"]["auroc"]},
+    }
+
+
+def choose(rows: list[dict]) -> int:
+    """RULE, on validation figures alone: the index of the recipe to keep."""
+    default = rows[0]
+    best_accuracy = max(r["val_accuracy"] for r in rows)
+    budget = TIME_BUDGET * default["train_seconds"] if default["train_seconds"] else float("inf")
+    eligible = [i for i, r in enumerate(rows) if r["val_accuracy"] >= best_accuracy - ACCURACY_SLACK
+                and (r["train_seconds"] or 0) <= budget]
+    above = [i for i in eligible if i != 0 and near_of(rows[i]) > default["leave_classes_out_ci95"][1]]
+    return max(above, key=lambda i: near_of(rows[i])) if above else 0
+
+
+def near_of(row: dict) -> float:
+    return row["leave_classes_out"] if row["leave_classes_out"] is not None else float("-inf")
 
 
 def main(argv=None) -> int:
@@ -65,18 +117,12 @@ def main(argv=None) -> int:
     for i, (name, flags) in enumerate(METHODS):
         print(f"method {i}: {name}", flush=True)
         all_ten = measure(flags, out / f"method{i}", args, None)
-        split = measure(flags, out / f"method{i}_split0", args, SPLIT)
-        selection = all_ten["calibration"]["selection"]
-        rows.append({
-            "method": name, "train_flags": flags, "score": all_ten["calibration"]["score"],
-            "proxy_auroc": selection["candidates"][selection["chosen"]]["mean"],
-            "closed_set_accuracy": all_ten["closed_set_accuracy"], "false_alarm_rate": all_ten["false_alarm_rate"],
-            "sets": {n: s["auroc"] for n, s in all_ten["sets"].items() if s["available"]},
-            "unseen_digits_split0": {"known_classes": sorted(SPLIT), "score": split["calibration"]["score"],
-                                     "auroc": split["sets"]["held_out_digits"]["auroc"]},
-        })
-    write_json(out / "methods.json", {"methods": rows})
-    print(f"wrote {out / 'methods.json'}")
+        split = None if args.no_split else measure(flags, out / f"method{i}_split0", args, SPLIT)
+        rows.append(row_of(name, flags, all_ten, split))
+        write_json(out / "methods.json", {"methods": rows, "rule": RULE, "chosen": None})  # what is done so far
+    chosen = choose(rows)
+    write_json(out / "methods.json", {"methods": rows, "rule": RULE, "chosen": rows[chosen]["method"]})
+    print(f"chosen by the rule: {rows[chosen]['method']}; wrote {out / 'methods.json'}")
     return 0
 
 

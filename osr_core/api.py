@@ -27,15 +27,17 @@ from .calibration import Calibration
 class Predictions:
     """One entry per image, in the order given."""
     answers: list[str]               # "0"-"9", or "unknown"
+    reasons: list[str]               # why unknown: "blank" (nothing written), "score" (above the threshold); "" for digits
     nearest: np.ndarray              # (N,) the closest known digit, also for unknowns
     scores: np.ndarray               # (N,) the decision score, higher = more unknown
     thresholds: np.ndarray           # (N,) the threshold of the nearest digit's class
+    margins: np.ndarray              # (N,) score - threshold, above 0 = unknown; inf for a blank image
     components: dict[str, np.ndarray]  # every component score, each (N,), higher = more unknown
     images: torch.Tensor             # (N, 1, 28, 28): each image as the model saw it
 
     @property
     def is_unknown(self) -> np.ndarray:
-        return self.scores > self.thresholds
+        return self.margins > 0
 
     @property
     def digits(self) -> np.ndarray:
@@ -74,4 +76,5 @@ class OpenSetRecognizer:
         through MNIST's preprocessing. Wrong input raises ValueError."""
         batch = as_batch(images, invert)
         d: Decisions = decide(self.trained, self.calibration, batch, batch_size)
-        return Predictions(d.answers, d.scored.pred.copy(), d.score, d.threshold, d.scored.components, batch)
+        return Predictions(d.answers, d.reasons, d.scored.pred.copy(), d.score, d.threshold, d.margin,
+                           d.scored.components, batch)

@@ -39,11 +39,17 @@ class ValidationReference:
     normalisation: dict            # standardises every fusable component, for the fusion rows of the ablation
 
 
-def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int) -> ValidationReference:
+def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int,
+                         n_generated: int | None = None) -> ValidationReference:
+    """The validation split scored, and its proxy families made from its first `n_generated` digits (all by default)."""
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size)
+    images, labels = images[:n_generated], labels[:n_generated]
+    role = {family: "a far family the decision score had to clear" if family in outliers.FAR_FAMILIES
+            else "not read by the selection" for family in outliers.PROXY_FAMILIES}
     proxies = [UnknownSet(f"validation_proxy_{family}", f"{outliers.PROXY_DESCRIPTIONS[family]}, made from the "
-                          "validation split; chose the decision score, so not unseen", unknowns, seen_in_training=True)
+                          f"validation split ({role[family]}): validation data, so not unseen", unknowns,
+                          seen_in_training=True)
                for family, unknowns in outliers.validation_proxy(images, labels, seed).items()]
     proxies.append(UnknownSet("training_negatives", "chimeras and overlays (the families outlier exposure trains on), "
                               "made from the validation split; not unseen",
@@ -83,9 +89,11 @@ SCANS = 2000  # digits re-rendered as scans: enough for rates to 1 point, about 
 
 
 def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, labels: np.ndarray, seed: int,
-                    batch_size: int) -> dict:
+                    batch_size: int, n_generated: int | None = None) -> dict:
     """Known digits under noise and rotation, and as scans of paper read through the user preprocessing (beside
-    the same digits in MNIST form): how accurate, and how many get rejected."""
+    the same digits in MNIST form): how accurate, and how many get rejected. The first `n_generated` digits (all
+    by default), and at most SCANS of them as scans."""
+    digits = digits[:n_generated]
     shifted = dict(data.distorted_digits(digits, seed))
     n = min(SCANS, len(digits))
     u8 = (digits[:n, 0] * 255).round().to(torch.uint8).numpy()
@@ -168,8 +176,9 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
             cm = metrics.open_confusion_matrix(known_labels, known.scored.pred, known.margin, d.scored.pred,
                                                d.margin, classes)
             outputs.write_bytes(f"confusion_{s.name}.png", plots.confusion_matrix_png(cm, labels, f"MNIST test + {s.name}"))
+            blanks = f"; {int(d.blank.sum())} blank, unknown by rule, not drawn" if d.blank.any() else ""
             outputs.write_bytes(f"hist_{s.name}.png", plots.score_histograms_png(
-                known.margin, d.margin, 0.0, f"decision margin: MNIST test vs {s.name}", unknown_label=s.name))
+                known.margin, d.margin, 0.0, f"decision margin: MNIST test vs {s.name}", unknown_label=s.name + blanks))
             rejected = np.flatnonzero(d.is_unknown)
             slipped = np.flatnonzero(~d.is_unknown)
             outputs.write_bytes(f"rejected_{s.name}.png",

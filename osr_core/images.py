@@ -26,7 +26,9 @@ import logging
 import os
 import stat
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -35,7 +37,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .cli import UserError
-from .mnist_style import to_mnist_form
+from .mnist_style import INVERT_CHOICES, SIDE, already_in_mnist_form, to_mnist_form
 
 log = logging.getLogger("osr")
 
@@ -89,20 +91,37 @@ def load_images(inputs: Sequence[str | Path], invert: str = "auto", ignore: froz
 
 def _read_all(entries: list[tuple[str, Path]], where: str, invert: str) -> ImageFolder:
     arrays, files, skipped, converted = [], [], [], 0
-    for name, path in entries:
-        try:
-            array, was_converted = _read_image(path, invert)
-        except _Unreadable as err:
-            skipped.append((name, str(err)))
+    for (name, _), read in zip(entries, parallel_map(partial(_try_read_image, invert=invert), [p for _, p in entries])):
+        if isinstance(read, str):
+            skipped.append((name, read))
             continue
-        arrays.append(array)
+        arrays.append(read[0])
         files.append(name)
-        converted += was_converted
+        converted += read[1]
     if not arrays:
         raise UserError(f"{where} holds no readable images; {len(skipped)} entries skipped")
     _warn_summary(where, len(arrays), converted, skipped)
     images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)  # (N, 1, 28, 28)
     return ImageFolder(images=images, files=files, skipped=skipped, converted=converted)
+
+
+PARALLEL_FROM = 32  # images: fewer are done in the calling thread, where a pool would cost more than it saves
+
+
+def parallel_map(fn, items: Sequence) -> list:
+    """[fn(item) for item in items], in order, on every core for large inputs. Threads suffice: decoding, the
+    array work and the filters release the GIL. Exceptions are raised as in a plain loop, at the first item that
+    fails; Ctrl-C cancels what has not started."""
+    workers = min(os.cpu_count() or 1, len(items) // PARALLEL_FROM)
+    with warnings.catch_warnings():  # process-wide, so set here once for every thread, never inside them
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        if workers <= 1:
+            return [fn(item) for item in items]
+        pool = ThreadPoolExecutor(workers)
+        try:
+            return list(pool.map(fn, items))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _visible_entries(folder: Path) -> list[str]:
@@ -111,6 +130,14 @@ def _visible_entries(folder: Path) -> list[str]:
     except OSError as err:
         raise UserError(f"cannot list {folder}: {err.strerror}") from err
     return sorted(n for n in names if not n.startswith("."))
+
+
+def _try_read_image(path: Path, invert: str) -> tuple[np.ndarray, bool] | str:
+    """_read_image's result, or the one-line reason why the file is no usable image."""
+    try:
+        return _read_image(path, invert)
+    except _Unreadable as err:
+        return str(err)
 
 
 def _read_image(path: Path, invert: str) -> tuple[np.ndarray, bool]:
@@ -140,22 +167,21 @@ def _check_regular_file(path: Path) -> None:
 def _decode(path: Path) -> Image.Image:
     # Pillow parses untrusted bytes and can fail with many exception types (OSError, SyntaxError,
     # ValueError, EOFError, zlib.error, struct.error, ...): any failure here means "not a usable
-    # image". Our own conversion code runs outside this block, so its bugs still raise.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(path) as img:
-                # Image.open reads only the header, so the size is known before any pixel is decoded.
-                if img.width * img.height > MAX_PIXELS:
-                    raise _Unreadable(f"{img.width}x{img.height} is over the {MAX_PIXELS:,}-pixel limit (refused undecoded)")
-                img.load()  # decodes now, inside the try, so a truncated file is caught here
-                return ImageOps.exif_transpose(img)  # a photo taken sideways keeps its upright view
-        except _Unreadable:
-            raise
-        except UnidentifiedImageError as err:
-            raise _Unreadable("not an image Pillow can read") from err
-        except Exception as err:  # noqa: BLE001 - see comment above
-            raise _Unreadable(_one_line(err)) from err
+    # image". Our own conversion code runs outside this block, so its bugs still raise. Pillow's own
+    # DecompressionBombWarning is an error here: parallel_map, the only caller, makes it so.
+    try:
+        with Image.open(path) as img:
+            # Image.open reads only the header, so the size is known before any pixel is decoded.
+            if img.width * img.height > MAX_PIXELS:
+                raise _Unreadable(f"{img.width}x{img.height} is over the {MAX_PIXELS:,}-pixel limit (refused undecoded)")
+            img.load()  # decodes now, inside the try, so a truncated file is caught here
+            return ImageOps.exif_transpose(img)  # a photo taken sideways keeps its upright view
+    except _Unreadable:
+        raise
+    except UnidentifiedImageError as err:
+        raise _Unreadable("not an image Pillow can read") from err
+    except Exception as err:  # noqa: BLE001 - see comment above
+        raise _Unreadable(_one_line(err)) from err
 
 
 def _to_unit_gray(img: Image.Image) -> np.ndarray:
@@ -202,32 +228,54 @@ def as_batch(images, invert: str = "auto") -> torch.Tensor:
 
     Accepts a path (str or Path) to an image file, a PIL image, a NumPy array or a torch tensor of shape
     (H, W), (N, H, W) or (N, 1, H, W) (uint8 in 0-255, bool, or float in [0, 1]), or a list or tuple of
-    any of these. Anything else is a ValueError that names what it got and what is expected.
+    any of these. Anything else is a ValueError that names what it got and what is expected. Large inputs are
+    read on every core; images already in MNIST form are recognised a whole array at a time.
     """
+    if invert not in INVERT_CHOICES:
+        raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("no images: got an empty list")
-        return torch.cat([as_batch(item, invert) for item in images])
-    grays = _grays(images)
-    return torch.from_numpy(np.stack([to_mnist_form(g, invert) for g in grays])).unsqueeze(1)
+        units = [unit for item in images for unit in _units(item)]
+    else:
+        units = _units(images)
+    forms: list[np.ndarray | None] = [None] * len(units)
+    square = [i for i, u in enumerate(units) if isinstance(u, np.ndarray) and u.shape == (SIDE, SIDE)]
+    if square:  # MNIST-shaped arrays pass through unchanged: recognised a whole stack at a time
+        ready, turned = already_in_mnist_form(np.stack([units[i] for i in square]), invert)
+        for i, formed in zip(np.asarray(square)[ready], turned[ready]):
+            forms[i] = formed
+    todo = [i for i, f in enumerate(forms) if f is None]
+    for i, formed in zip(todo, parallel_map(partial(_unit_form, invert=invert), [units[i] for i in todo])):
+        forms[i] = formed
+    return torch.from_numpy(np.stack(forms)).unsqueeze(1)
 
 
-def _grays(item) -> list[np.ndarray]:
-    """One item -> its grayscale images, float32 (H, W) in [0, 1]."""
-    if isinstance(item, (str, Path)):
-        path = Path(item)
-        try:
-            _check_regular_file(path)
-            return [_to_unit_gray(_decode(path))]
-        except _Unreadable as err:
-            raise ValueError(f"cannot read image {path}: {err}") from None
-    if isinstance(item, Image.Image):
-        return [_to_unit_gray(item)]
+def _units(item) -> list:
+    """One item -> what is put in MNIST form one at a time: the path, the PIL image, or each image of an array
+    (float32 (H, W) in [0, 1]). Wrong input raises ValueError."""
+    if isinstance(item, (str, Path, Image.Image)):
+        return [item]
     if isinstance(item, torch.Tensor):
         item = item.detach().cpu().numpy()
     if not isinstance(item, np.ndarray):
         raise ValueError(f"expected a path, a PIL image, a NumPy array or a torch tensor, got {type(item).__name__}")
-    return list(_unit_range(item).reshape(-1, *item.shape[-2:])) if _check_shape(item) else []
+    _check_shape(item)
+    return list(_unit_range(item).reshape(-1, *item.shape[-2:]))
+
+
+def _unit_form(unit, invert: str) -> np.ndarray:
+    """One unit of _units -> float32 (28, 28) in MNIST form."""
+    if isinstance(unit, np.ndarray):
+        return to_mnist_form(unit, invert)
+    if isinstance(unit, Image.Image):
+        return to_mnist_form(_to_unit_gray(unit), invert)
+    path = Path(unit)
+    try:
+        _check_regular_file(path)
+        return to_mnist_form(_to_unit_gray(_decode(path)), invert)
+    except _Unreadable as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
 
 
 def _check_shape(a: np.ndarray) -> bool:

@@ -16,8 +16,8 @@ import torch
 
 from .cli import UserError
 
-CHECKPOINT_FORMAT = 1
-CHECKPOINT_KEYS = ("format_version", "model_config", "state_dict", "known_classes", "val_indices", "train_args", "metrics")
+CHECKPOINT_FORMAT = 2  # 2: the whole training recipe under "recipe" (1 kept a few of train.py's arguments)
+CHECKPOINT_KEYS = ("format_version", "model_config", "state_dict", "known_classes", "val_indices", "recipe", "metrics")
 MANIFEST_NAME = ".osr_outputs.json"
 
 
@@ -104,7 +104,11 @@ def load_checkpoint(path: str | Path) -> dict:
                         "which a checkpoint of this project never does") from err
     except Exception as err:  # torch's loader fails in many ways on a file that is not a checkpoint
         raise UserError(f"cannot load {path}: not a checkpoint of this project ({type(err).__name__})") from err
-    if not isinstance(checkpoint, dict) or checkpoint.get("format_version") != CHECKPOINT_FORMAT:
+    version = checkpoint.get("format_version") if isinstance(checkpoint, dict) else None
+    if isinstance(version, int) and 0 < version < CHECKPOINT_FORMAT:
+        raise UserError(f"{path} comes from an earlier version of this project (checkpoint format {version}, this "
+                        f"one reads {CHECKPOINT_FORMAT}); retrain with train.py")
+    if version != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a checkpoint of this project (format_version {CHECKPOINT_FORMAT} expected)")
     missing = [k for k in CHECKPOINT_KEYS if k not in checkpoint]
     if missing:

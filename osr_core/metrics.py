@@ -12,23 +12,38 @@ from sklearn.metrics import average_precision_score, confusion_matrix, f1_score,
 UNKNOWN_LABEL = -1
 
 
+def ranked(known: np.ndarray, unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The margins with +inf (an image unknown by rule: nothing written) put just above every finite margin, so
+    rank-based metrics order them last, as the decision does."""
+    known, unknown = np.asarray(known, np.float64), np.asarray(unknown, np.float64)
+    both = np.r_[known, unknown]
+    if np.isfinite(both).all():
+        return known, unknown
+    top = np.max(both[np.isfinite(both)], initial=0.0) + 1.0
+    return np.where(np.isposinf(known), top, known), np.where(np.isposinf(unknown), top, unknown)
+
+
 def _labels(n_known: int, n_unknown: int) -> np.ndarray:
     return np.r_[np.zeros(n_known), np.ones(n_unknown)]
 
 
 def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    known, unknown = ranked(known, unknown)
     return float(roc_auc_score(_labels(len(known), len(unknown)), np.r_[known, unknown]))
 
 
 def aupr_in(known: np.ndarray, unknown: np.ndarray) -> float:
+    known, unknown = ranked(known, unknown)
     return float(average_precision_score(1 - _labels(len(known), len(unknown)), -np.r_[known, unknown]))
 
 
 def aupr_out(known: np.ndarray, unknown: np.ndarray) -> float:
+    known, unknown = ranked(known, unknown)
     return float(average_precision_score(_labels(len(known), len(unknown)), np.r_[known, unknown]))
 
 
 def fpr_at_95_tpr(known: np.ndarray, unknown: np.ndarray) -> float:
+    known, unknown = ranked(known, unknown)
     """Fraction of unknowns accepted at the threshold that accepts 95% of knowns."""
     fpr, tpr, _ = roc_curve(1 - _labels(len(known), len(unknown)), -np.r_[known, unknown])
     return float(fpr[np.searchsorted(tpr, 0.95, side="left")])
@@ -37,7 +52,7 @@ def fpr_at_95_tpr(known: np.ndarray, unknown: np.ndarray) -> float:
 def bootstrap_auroc_ci(known: np.ndarray, unknown: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of AUROC, resampling knowns and unknowns separately (with replacement)."""
     rng = np.random.default_rng(seed)
-    weighted = _weighted_auroc(np.asarray(known, np.float64), np.asarray(unknown, np.float64))
+    weighted = weighted_auroc(*ranked(known, unknown))
     values = [weighted(np.bincount(rng.integers(0, len(known), len(known)), minlength=len(known)),
                        np.bincount(rng.integers(0, len(unknown), len(unknown)), minlength=len(unknown)))
               for _ in range(n_boot)]
@@ -45,7 +60,7 @@ def bootstrap_auroc_ci(known: np.ndarray, unknown: np.ndarray, n_boot: int = 200
     return float(lo), float(hi)
 
 
-def _weighted_auroc(known: np.ndarray, unknown: np.ndarray):
+def weighted_auroc(known: np.ndarray, unknown: np.ndarray):
     """AUROC of knowns and unknowns that each appear a whole number of times (a bootstrap resample), in O(n):
     the share of (known, unknown) pairs ordered right, ties counting one half, as roc_auc_score gives."""
     order = np.argsort(known, kind="stable")
@@ -63,7 +78,7 @@ def _weighted_auroc(known: np.ndarray, unknown: np.ndarray):
 def oscr(known_correct: np.ndarray, known: np.ndarray, unknown: np.ndarray) -> float:
     """Open-Set Classification Rate (Dhamija et al. 2018): area under correct-classification
     rate of knowns against false-positive rate of unknowns, as the acceptance threshold sweeps."""
-    margins = np.r_[known, unknown]
+    margins = np.concatenate(ranked(known, unknown))
     is_known = np.r_[np.ones(len(known), bool), np.zeros(len(unknown), bool)]
     correct = np.r_[known_correct.astype(bool), np.zeros(len(unknown), bool)]
     order = np.argsort(margins, kind="stable")

@@ -6,11 +6,12 @@ negatives carries over to unknowns of a kind the model never saw:
 - **training negatives**: `chimera` (part of a digit joined to the rest of a digit of another class,
   along a vertical or horizontal line) and `overlay` (two digits of different classes drawn over
   each other, the second shifted);
-- **selection proxy**: `pose` (a digit mirrored, turned upside down or on its side: digit strokes, no
+- **validation proxy**: `pose` (a digit mirrored, turned upside down or on its side: digit strokes, no
   seam, not a digit), `pixel_shuffle` (a digit's pixels in random places: digit ink, no strokes), `blur`
   (a digit blurred to a smooth blob) and `negative` (a digit in negative: dense ink, the digit's shape
   left as a gap; every image from outside is put white-on-black before the model sees it, so the model
-  never meets a real digit so drawn). Near (pose) and far, sparse (shuffle, blur) and dense (negative).
+  never meets a real digit so drawn). Near (pose) and far, sparse (shuffle, blur) and dense (negative). The far
+  families are a floor for the decision score; the near-digit signal that ranks it is leave_out.py's.
 
 Every function takes its randomness as a tensor `u` of uniform numbers in [0, 1), one row per output
 image, so the same code serves a training batch (rows drawn from the training generator) and a
@@ -42,6 +43,9 @@ POSE_KEEPS_A_DIGIT = {
     "rotate_270": {0, 8},
 }
 PROXY_FAMILIES = ("pose", "pixel_shuffle", "blur", "negative")
+# The families the decision score must handle at a floor (selection.py): ink without a digit's strokes, a smooth
+# blob, dense ink. Poses are measured in the evaluation but choose nothing: users do not send mirrored digits.
+FAR_FAMILIES = ("pixel_shuffle", "blur", "negative")
 PROXY_DESCRIPTIONS = {
     "pose": "digits mirrored, upside down or on their side (where that leaves no digit)",
     "pixel_shuffle": "digits with their pixels in random places",

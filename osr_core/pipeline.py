@@ -12,9 +12,11 @@ from . import data, outliers
 from .cli import UserError
 from .calibration import CALIBRATION_JSON, Calibration, calibrate, read_thresholds
 from .io import load_checkpoint, sha256_file
+from .leave_out import FOLD_SIZE, FoldBudget, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
 from .scores import AUTO, Scored, decision_score, normalisation_stats, score_images, score_parts
 from .selection import Selection, select_score
+from .training import recorded_recipe
 
 
 @dataclass
@@ -62,20 +64,35 @@ def known_test_digits(trained: Trained, data_dir: str | Path) -> tuple[torch.Ten
     return data.to_float(images[index]), labels[index].numpy(), index.numpy()
 
 
+BLANK = "blank"  # the reason given for an image with nothing written in it
+SCORE = "score"  # the reason given for an image whose score is above its class's threshold
+
+
 @dataclass
 class Decisions:
-    """A scored set with its decision: score, the threshold of the predicted class, and the margin."""
+    """A scored set with its decision: score, the threshold of the predicted class, and the margin. An image with
+    no ink at all (nothing written once the paper, dust and printed lines were taken off) is unknown whatever its
+    score: its margin is +inf and its reason "blank"."""
     scored: Scored
     score: np.ndarray
     threshold: np.ndarray
 
     @property
+    def blank(self) -> np.ndarray:
+        return self.scored.blank if self.scored.blank is not None else np.zeros(len(self.score), bool)
+
+    @property
     def margin(self) -> np.ndarray:
-        return self.score - self.threshold
+        return np.where(self.blank, np.inf, self.score - self.threshold)
 
     @property
     def is_unknown(self) -> np.ndarray:
         return self.margin > 0
+
+    @property
+    def reasons(self) -> list[str]:
+        """Per image, why it is unknown: "blank", "score", or "" for a digit."""
+        return [BLANK if b else SCORE if u else "" for b, u in zip(self.blank, self.is_unknown)]
 
     @property
     def answers(self) -> list[str]:
@@ -96,27 +113,40 @@ def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
 
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
-                            target: float, batch_size: int, show_progress: bool = False, seed: int = 0) -> Calibration:
-    """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else. With score
-    'auto', the score is first chosen on the validation proxy made from the same digits (seeded)."""
+                            target: float, batch_size: int, show_progress: bool = False, seed: int = 0,
+                            folds_dir: str | Path | None = None, budget: FoldBudget = FoldBudget()) -> Calibration:
+    """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else. With score 'auto', the
+    score is first chosen on validation data (select_on_validation); leave-classes-out models are kept in
+    `folds_dir` (None: no leave-classes-out, the far families alone choose)."""
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           show_progress=show_progress)
     selection = None
     if score == AUTO:
-        selection = select_on_proxy(trained, scored, images, labels, seed, batch_size)
+        selection = select_on_validation(trained, scored, images, labels, data_dir, folds_dir, budget, seed, batch_size)
         score = selection.chosen
     cal = calibrate_scored(trained, scored, score, rule, param, target)
     cal.selection = selection.to_json() if selection else None
     return cal
 
 
-def select_on_proxy(trained: Trained, validation: Scored, images: torch.Tensor, labels: torch.Tensor, seed: int,
-                    batch_size: int) -> Selection:
-    """The decision score that best tells the validation digits from the validation proxy."""
-    proxy = {family: score_images(trained.model, unknowns, trained.known_classes, trained.device, batch_size)
-             for family, unknowns in outliers.validation_proxy(images, labels, seed).items()}
-    return select_score(validation, proxy, normalisation_stats(validation.components))
+def select_on_validation(trained: Trained, validation: Scored, images: torch.Tensor, labels: torch.Tensor,
+                         data_dir: str | Path, folds_dir: str | Path | None, budget: FoldBudget, seed: int,
+                         batch_size: int) -> Selection:
+    """The decision score chosen by selection.py's rule: the far families of the validation proxy as a floor, the
+    leave-classes-out folds of the checkpoint's recipe as the near-digit signal."""
+    proxy = outliers.validation_proxy(images, labels, seed)
+    far = {family: score_images(trained.model, proxy[family], trained.known_classes, trained.device, batch_size)
+           for family in outliers.FAR_FAMILIES}
+    folds = None
+    recipe = recorded_recipe(trained.checkpoint)
+    if folds_dir is not None and len(trained.known_classes) >= FOLD_SIZE + 2:
+        if recipe is None:
+            raise UserError("the checkpoint records no training recipe, so no leave-classes-out models can be trained "
+                            "like it; retrain it with train.py")
+        folds = leave_classes_out(recipe, trained.checkpoint["val_indices"], data_dir, folds_dir, budget,
+                                  trained.device, seed, batch_size)
+    return select_score(validation, far, normalisation_stats(validation.components), folds, seed)
 
 
 def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,

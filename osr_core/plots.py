@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
+from .metrics import ranked  # noqa: E402
+
 __all__ = [
     "anomaly_panel_png",
     "contact_sheet_png",
@@ -242,8 +244,7 @@ def roc_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: s
 
 
 def _labelled_scores(name: str, known, unknown) -> tuple[np.ndarray, np.ndarray]:
-    known = np.asarray(known, dtype=np.float64).ravel()
-    unknown = np.asarray(unknown, dtype=np.float64).ravel()
+    known, unknown = ranked(np.asarray(known, dtype=np.float64).ravel(), np.asarray(unknown, dtype=np.float64).ravel())
     if known.size == 0 or unknown.size == 0:
         raise ValueError(f"curve {name!r} needs both known and unknown scores (got {known.size}, {unknown.size})")
     y_true = np.concatenate([np.zeros(known.size, dtype=int), np.ones(unknown.size, dtype=int)])

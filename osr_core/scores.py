@@ -1,9 +1,9 @@
 """Unknown-ness scores. One convention throughout: higher = more unknown.
 
 Each component is a pure function of the network's outputs. A decision score is either a component
-(`energy`) or a one-sided fusion of several (`mean+(energy,mahalanobis)`): each component standardised with
-statistics of the validation split, its negative part dropped, then averaged. Which one decides is chosen on
-the validation proxy (selection.py).
+(`energy`) or a fusion of several, each component standardised with statistics of the validation split: a plain
+mean of the z-scores (`mean(energy,mahalanobis)`) or a one-sided one (`mean+(...)`, each z-score's negative part
+dropped before averaging). Which one decides is chosen on validation data alone (selection.py).
 """
 from __future__ import annotations
 
@@ -74,32 +74,40 @@ LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
 AUTO = "auto"  # stage 2: choose the decision score on the validation proxy
 
 
-FUSION = "mean+"
+# The two fusions, simpler first: a plain mean of z-scores, and the one-sided mean of their positive parts.
+FUSIONS = ("mean", "mean+")
 
 
-def fusion_name(parts) -> str:
-    return f"{FUSION}(" + ",".join(parts) + ")"
+def fusion_name(parts, kind: str = "mean+") -> str:
+    return f"{kind}(" + ",".join(parts) + ")"
+
+
+def parse_score(name: str) -> tuple[str | None, tuple[str, ...]]:
+    """(fusion or None, components) of a decision score: (None, ('energy',)) or ('mean+', (a, b, ...)).
+    Raises ValueError for a name that is neither a component nor a fusion of two or more fusable ones."""
+    if name in COMPONENTS:
+        return None, (name,)
+    kind, sep, rest = name.partition("(")
+    if sep and kind in FUSIONS and rest.endswith(")"):
+        parts = tuple(rest[:-1].split(","))
+        if len(parts) >= 2 and len(set(parts)) == len(parts) and all(p in FUSABLE for p in parts):
+            return kind, parts
+    raise ValueError(f"unknown score {name!r}: a component ({', '.join(COMPONENTS)}), or mean(a,b,...) or "
+                     f"mean+(a,b,...) of two or more of {', '.join(FUSABLE)}")
 
 
 def score_parts(name: str) -> tuple[str, ...]:
-    """The components a decision score reads: ('energy',) or the parts of 'mean+(a,b,...)'.
-    Raises ValueError for a name that is neither a component nor a fusion of two or more fusable ones."""
-    if name in COMPONENTS:
-        return (name,)
-    if name.startswith(f"{FUSION}(") and name.endswith(")"):
-        parts = tuple(name[len(FUSION) + 1:-1].split(","))
-        if len(parts) >= 2 and len(set(parts)) == len(parts) and all(p in FUSABLE for p in parts):
-            return parts
-    raise ValueError(f"unknown score {name!r}: a component ({', '.join(COMPONENTS)}) or "
-                     f"{FUSION}(a,b,...) of two or more of {', '.join(FUSABLE)}")
+    """The components a decision score reads (see parse_score)."""
+    return parse_score(name)[1]
 
 
 def candidate_scores(components) -> list[str]:
-    """Every decision score a model offers: each component, and the mean of every subset of two or more
-    fusable components, in a fixed order (ties in the selection go to the first)."""
+    """Every decision score a model offers, simplest first: each component, then for two, three, ... fusable
+    components each subset's plain mean, then its one-sided mean (the selection's ties go to the simpler)."""
     singles = [c for c in COMPONENTS if c in components]
     fusable = [c for c in FUSABLE if c in components]
-    return singles + [fusion_name(sub) for r in range(2, len(fusable) + 1) for sub in combinations(fusable, r)]
+    return singles + [fusion_name(sub, kind) for r in range(2, len(fusable) + 1) for kind in FUSIONS
+                      for sub in combinations(fusable, r)]
 
 
 @dataclass
@@ -107,6 +115,7 @@ class Scored:
     """What the network says about a set of images (numpy arrays, one entry per image)."""
     pred: np.ndarray                                   # predicted class label (from the known classes)
     components: dict[str, np.ndarray]                  # each component score
+    blank: np.ndarray | None = None                    # (N,) bool: no ink at all, nothing written (None: none)
     recon: np.ndarray | None = None                    # (N, 28, 28) reconstructions, if kept
     features: np.ndarray | None = None                 # (N, latent_dim), if kept
     extra: dict = field(default_factory=dict)
@@ -133,12 +142,13 @@ def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], 
                          "convert other images with osr_core.images.as_batch")
     model.eval()
     classes = torch.tensor(known_classes)
-    preds, recons, feats = [], [], []
+    preds, recons, feats, blanks = [], [], [], []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in model_components(model)}
     for start in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not show_progress, leave=False):
         x = images[start:start + batch_size].to(device)
         out = model(x)
         preds.append(classes[out.logits.argmax(1).cpu()])
+        blanks.append(x.flatten(1).amax(1).cpu() == 0)
         for name in model_components(model):
             parts[name].append(COMPONENTS[name](out, x).float().cpu())
         if keep_recon:
@@ -149,6 +159,7 @@ def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], 
     return Scored(
         pred=cat(preds, np.zeros(0, dtype=np.int64)),
         components={name: cat(v, np.zeros(0, dtype=np.float32)) for name, v in parts.items()},
+        blank=cat(blanks, np.zeros(0, dtype=bool)),
         recon=cat(recons, np.zeros((0, 28, 28), dtype=np.float32)) if keep_recon else None,
         features=cat(feats, None) if keep_features else None,
     )
@@ -168,19 +179,19 @@ def normalisation_stats(components: dict[str, np.ndarray], names=FUSABLE) -> dic
     return stats
 
 
-def fuse(scored: Scored, names, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
-    """The one-sided fusion: the mean over the named components of max(z, 0), z standardised on the validation
-    split (mean 0 there). A component can add evidence that an image is unknown but cannot take away another's:
-    far from the digits a classifier is often more confident than on them (Hein et al. 2019): on uniform noise
-    energy alone scores AUROC 0.08 with the default model, and a plain mean of z-scores let it cancel
-    Mahalanobis's perfect vote (measured while developing this: a plain mean of energy and Mahalanobis reached
-    0.971 on noise, the one-sided one 0.9994)."""
-    parts = [standardise(scored.components[n], n, *normalisation[n]) for n in names]
-    return np.mean(np.maximum(parts, 0.0), axis=0)
+def fuse(scored: Scored, names, normalisation: dict[str, tuple[float, float]], kind: str = "mean+") -> np.ndarray:
+    """The mean over the named components of their z-scores, each standardised on the validation split (mean 0
+    there). One-sided (`mean+`, the default): the mean of max(z, 0), so a component can add evidence that an
+    image is unknown but cannot take away another's. Far from the digits a classifier is often more confident
+    than on them (Hein et al. 2019): on uniform noise energy alone scores an AUROC below chance, and in a plain
+    mean its negative z-score can cancel a distance that alone tells noise from digits perfectly. Which fusion
+    decides is chosen on validation data (selection.py), like everything else."""
+    parts = np.stack([standardise(scored.components[n], n, *normalisation[n]) for n in names])
+    return np.mean(np.maximum(parts, 0.0) if kind == "mean+" else parts, axis=0)
 
 
 def decision_score(scored: Scored, score: str, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
-    parts = score_parts(score)
-    if len(parts) == 1:
+    kind, parts = parse_score(score)
+    if kind is None:
         return scored.components[score]
-    return fuse(scored, parts, normalisation)
+    return fuse(scored, parts, normalisation, kind)

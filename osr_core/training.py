@@ -1,4 +1,4 @@
-"""The joint training loop: cross-entropy for the classifier plus reconstruction losses.
+"""Training: the recipe, the data it reads, the joint training loop, and the fits that finish a model.
 
 Data stays in memory as one uint8 tensor and is augmented a batch at a time (small random affine
 warps): on 2 cores, per-sample PIL transforms would cost more than the model itself.
@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .distributed import World
-from .models import DHRNet, OSRNet, Outputs, eucos_distance, statistics_from_first
+from . import data
+from .cli import UserError, seed_everything
+from .distributed import World, wrap
+from .io import CHECKPOINT_FORMAT, atomic_write_bytes, torch_bytes
+from .models import DHRNet, ModelConfig, OSRNet, Outputs, build_model, eucos_distance, statistics_from_first
 from .outliers import training_negatives
+from .scores import score_images
 
 log = logging.getLogger("osr")
 PIXEL_LOSS_WEIGHT = 1.0
@@ -37,9 +43,14 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-def joint_loss(out: Outputs, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (total loss, classification loss)."""
-    ce = F.cross_entropy(out.logits.float(), y)
+def joint_loss(out: Outputs, x: torch.Tensor, y: torch.Tensor, logit_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (total loss, classification loss). With `logit_norm` (a temperature tau > 0), the cross-entropy is
+    taken of the logits divided by tau times their norm (LogitNorm, Wei et al. 2022): training can no longer lower
+    the loss by growing the logits, so confidence stops growing away from the training data."""
+    logits = out.logits.float()
+    if logit_norm > 0:
+        logits = logits / (logit_norm * logits.norm(dim=1, keepdim=True).clamp_min(1e-7))
+    ce = F.cross_entropy(logits, y)
     pixel = F.binary_cross_entropy(out.recon.float(), x)
     feature = F.mse_loss(out.feature_recon.float(), out.features.detach().float())
     return ce + PIXEL_LOSS_WEIGHT * pixel + FEATURE_LOSS_WEIGHT * feature, ce
@@ -58,14 +69,69 @@ def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits.float(), dim=1).mean()
 
 
+# Raised whenever a change to the training code changes what a recipe produces, so that checkpoints trained
+# by the old code (the protocol's split models, the leave-classes-out models) are retrained, never reused.
+TRAINING_CODE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """How each batch is made and what it is trained on."""
-    batch_size: int = 128
-    augment: bool = True           # small random affine warps
-    negatives_per_batch: int = 0   # outlier-exposure negatives made from each batch's own digits
-    oe_weight: float = 0.0         # weight of their loss (softmax pulled towards uniform)
-    bf16: bool = False             # bfloat16 autocast for the forward pass (CPUs with AVX512-BF16, GPUs)
+    """Everything that decides what training produces. The checkpoint records it whole, and a checkpoint is
+    reused (--resume, the protocol's split models, the leave-classes-out models) only when its recorded recipe
+    equals the one asked for, field by field."""
+    known_classes: tuple[int, ...] = tuple(range(10))
+    arch: str = "cnn"
+    epochs: int = 5
+    batch_size: int = 256
+    lr: float = 6e-3                # peak of the one-cycle schedule
+    weight_decay: float = 5e-4
+    width: int = ModelConfig.width
+    decoder: str = "plain"          # or "conditional" (C2AE-style)
+    augment: bool = True            # small random affine warps
+    oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
+    oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
+    logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
+    precision: str = "fp32"         # "bf16": bfloat16 autocast for the forward pass (resolved, never "auto")
+    train_limit: int | None = None  # only the first N training images of the known classes
+    seed: int = 0
+    code_version: int = TRAINING_CODE_VERSION
+
+    def __post_init__(self):
+        object.__setattr__(self, "known_classes", tuple(sorted(int(c) for c in self.known_classes)))
+
+    @property
+    def negatives_per_batch(self) -> int:
+        return round(self.oe_fraction * self.batch_size)
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["known_classes"] = list(self.known_classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Recipe":
+        """The recipe a checkpoint recorded; raises ValueError for one this code cannot have written. A field added
+        since takes its default, which is always the behaviour from before the field existed."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(values, dict) or not set(values) <= names or "known_classes" not in values:
+            raise ValueError("not a training recipe of this version")
+        return cls(**values)
+
+    def differences(self, other: "Recipe") -> list[str]:
+        """The fields in which two recipes differ."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def recorded_recipe(checkpoint: dict) -> Recipe | None:
+    """The recipe a checkpoint was trained with, or None when it records none this code can read."""
+    try:
+        return Recipe.from_dict(checkpoint.get("recipe"))
+    except (ValueError, TypeError):
+        return None
 
 
 def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
@@ -106,7 +172,7 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
                 full = model(batch)
             out = Outputs(*(o[:n] if o is not None else None for o in full))
             wrong_loss = wrong_class_loss(net, out.features, world.shard(wrong).to(device)) if conditional else None
-        loss, _ = joint_loss(out, x, y)
+        loss, _ = joint_loss(out, x, y, recipe.logit_norm)
         if conditional:
             loss = loss + PIXEL_LOSS_WEIGHT * wrong_loss
         if negatives is not None:
@@ -218,3 +284,137 @@ def weibull_tails(vectors: torch.Tensor, targets: torch.Tensor, correct: torch.T
         means.append(mean)
         weibull.append(torch.tensor([shape, scale], dtype=torch.float32))
     return torch.stack(means), torch.stack(weibull)
+
+
+# ----------------------------------------------------------------------------------- a whole training run
+GAUSSIAN_FIT_IMAGES = 10000  # plenty for a 128-d mean and covariance, and for batch-norm statistics; 2 passes
+
+
+@dataclass
+class Split:
+    """A recipe's data: training digits (uint8, class indices 0..K-1) and the validation split."""
+    known: list[int]
+    val_indices: torch.Tensor       # into MNIST's 60k training images
+    train_images: torch.Tensor      # uint8 (N, 28, 28)
+    train_targets: torch.Tensor     # class indices 0..K-1
+    val_images: torch.Tensor        # uint8, known classes only
+    val_labels: torch.Tensor        # digit labels
+
+    @property
+    def fit_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training digits the class Gaussians and batch-norm statistics are fitted on."""
+        return self.train_images[:GAUSSIAN_FIT_IMAGES], self.train_targets[:GAUSSIAN_FIT_IMAGES]
+
+
+def split(recipe: Recipe, data_dir: str | Path) -> Split:
+    """The training split minus the fixed validation split, restricted to the recipe's known classes."""
+    images, labels = data.load_mnist(data_dir, train=True)
+    val_idx = data.validation_indices(len(images))
+    known = torch.tensor(recipe.known_classes)
+    train_idx = data.train_indices(len(images), val_idx)
+    train_idx = train_idx[torch.isin(labels[train_idx], known)]
+    if recipe.train_limit:
+        train_idx = train_idx[:recipe.train_limit]
+    val_known = val_idx[torch.isin(labels[val_idx], known)]
+    to_target = torch.full((10,), -1, dtype=torch.long)  # class labels -> output indices 0..K-1
+    to_target[known] = torch.arange(len(known))
+    return Split(list(recipe.known_classes), val_idx, images[train_idx], to_target[labels[train_idx]], images[val_known],
+                 labels[val_known])
+
+
+def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[int], device) -> float:
+    scored = score_images(model, data.to_float(images_u8), known, device, batch_size=1024)
+    return float((torch.from_numpy(scored.pred) == labels).float().mean())
+
+
+def save_resume_state(path: Path, recipe: Recipe, model, optimizer, scheduler, generator, history) -> None:
+    """What an interrupted run needs to go on exactly where it stopped."""
+    atomic_write_bytes(path, torch_bytes({
+        "recipe": recipe.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "history": history,
+    }))
+
+
+def restore_resume_state(path: Path, recipe: Recipe, model, optimizer, scheduler, generator) -> tuple[list, int]:
+    """Loads the state save_resume_state wrote; returns (history, first epoch to run). A state saved with another
+    recipe is a UserError that names the settings that differ."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = Recipe.from_dict(state["recipe"])
+    except Exception as err:
+        raise UserError(f"cannot resume from {path}: {str(err).splitlines()[0]}; delete it to start afresh") from err
+    differs = saved.differences(recipe)
+    if differs:
+        raise UserError(f"{path} was started with other settings ({', '.join(FLAG_OF.get(k, k) for k in differs)}); "
+                        "use the same flags or delete it to start afresh")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
+    return state["history"], len(state["history"]) + 1
+
+
+# How train.py spells each recipe field, for messages about settings that differ.
+FLAG_OF = {"augment": "--no-augment", "code_version": "the training code's version"}
+FLAG_OF.update({f.name: "--" + f.name.replace("_", "-") for f in fields(Recipe) if f.name not in FLAG_OF})
+
+
+def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World = World(),
+        resume_path: Path | None = None, show_progress: bool = False, on_epoch=None) -> dict:
+    """Trains as the recipe says and returns the checkpoint. With `resume_path`, the state after every epoch but
+    the last is kept there, and a state found there is resumed. `on_epoch(model, stats)` is called on rank 0
+    after every epoch (stats hold the epoch's loss, accuracies and training seconds so far)."""
+    seed_everything(recipe.seed)
+    d = split(recipe, data_dir)
+    known = d.known
+    config = ModelConfig(arch=recipe.arch, num_classes=len(known), width=recipe.width,
+                         conditional_decoder=recipe.decoder == "conditional")
+    model = build_model(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * -(-len(d.train_images) // recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=max(steps, 1))
+    generator = torch.Generator().manual_seed(recipe.seed)
+    if world.is_main:
+        log.info("training on %d images of classes %s, validating on %d (device %s, %s%s)", len(d.train_images), known,
+                 len(d.val_images), device, recipe.precision, f", {world.size} processes" if world.distributed else "")
+
+    history, first_epoch = [], 1
+    if resume_path is not None and resume_path.is_file():
+        history, first_epoch = restore_resume_state(resume_path, recipe, model, optimizer, scheduler, generator)
+        if world.is_main:
+            log.info("resuming after epoch %d from %s", first_epoch - 1, resume_path)
+    trainable = wrap(model, world, device)
+    seconds = history[-1]["train_seconds"] if history else 0.0
+    for epoch in range(first_epoch, recipe.epochs + 1):
+        started = time.perf_counter()
+        stats = train_one_epoch(trainable, d.train_images, d.train_targets, optimizer, scheduler, recipe, device, generator,
+                                epoch=epoch, show_progress=world.is_main and show_progress, world=world)
+        epoch_seconds = time.perf_counter() - started
+        seconds += epoch_seconds
+        stats["val_accuracy"] = accuracy(model, d.val_images, d.val_labels, known, device)
+        stats.update(epoch=epoch, train_seconds=seconds)
+        history.append(stats)
+        if world.is_main:
+            log.info("epoch %d: loss %.4f  train acc %.4f  val acc %.4f  (%.0fs, %.0f images/s)", epoch, stats["loss"],
+                     stats["train_accuracy"], stats["val_accuracy"], seconds, len(d.train_images) / epoch_seconds)
+            if on_epoch is not None:
+                on_epoch(model, stats)
+        if epoch < recipe.epochs and resume_path is not None:
+            if world.is_main:
+                save_resume_state(resume_path, recipe, model, optimizer, scheduler, generator, history)
+            world.barrier()
+
+    finish_fitting(model, *d.fit_images, device)
+    return {
+        "format_version": CHECKPOINT_FORMAT,
+        "model_config": config.to_dict(),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "known_classes": known,
+        "val_indices": d.val_indices,
+        "recipe": recipe.to_dict(),
+        # Only numbers a seed reproduces (no timings): the same seed gives the same checkpoint, byte for byte.
+        "metrics": {"val_accuracy": history[-1]["val_accuracy"] if history else None,
+                    "history": [{k: v for k, v in h.items() if k != "train_seconds"} for h in history]},
+    }

@@ -13,9 +13,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import characters, data
+from . import characters, data, forms
 from .cli import UserError
-from .images import load_image_folder
+from .images import as_batch, load_image_folder
 from .letters import MANIFEST_FILE, read_manifest
 
 log = logging.getLogger("osr")
@@ -67,21 +67,36 @@ def letter_sets(letters_dir: str | Path) -> list[UnknownSet]:
 CHARACTERS_PER_GLYPH = 4
 
 
-def character_sets(seed: int) -> list[UnknownSet]:
-    """Hershey stroke characters: those not drawn like a digit, and, reported apart, those that are."""
+def character_sets(seed: int, limit: int | None = None) -> list[UnknownSet]:
+    """Hershey stroke characters: those not drawn like a digit, and, reported apart, those that are. At most
+    `limit` images (a prefix of the full set)."""
     desc = "characters of other scripts drawn from Hershey pen strokes (Greek, Cyrillic, Japanese, script and gothic Latin, symbols)"
     like_desc = "Hershey stroke characters drawn like a digit (Greek omicron, Cyrillic Ze, ...), reported apart"
     try:
-        samples = characters.generate(CHARACTERS_PER_GLYPH * len(characters.GLYPHS), seed)
+        samples = characters.generate(min(CHARACTERS_PER_GLYPH * len(characters.GLYPHS), limit or 10 ** 9), seed)
     except UserError as err:
         return [UnknownSet("characters", desc, reason=str(err)), UnknownSet("characters_digit_like", like_desc, reason=str(err))]
     made = []
     for name, description, digit_like in (("characters", desc, False), ("characters_digit_like", like_desc, True)):
         chosen = [s for s in samples if s["digit_like"] == digit_like]
+        if not chosen:
+            made.append(UnknownSet(name, description, reason=f"none among the {len(samples)} characters made"))
+            continue
         images = torch.from_numpy(np.stack([s["image"] for s in chosen])).unsqueeze(1).float().div_(255)
         made.append(UnknownSet(name, description, images=images,
                                names=[f"{s['font']}_{ord(s['slot']):03d}_{s['index']:05d}" for s in chosen]))
     return made
+
+
+NO_DIGIT_IMAGES = 2000  # form fields with nothing written: rates to a tenth of a point, a few seconds to read
+
+
+def no_digit_set(seed: int, n: int = NO_DIGIT_IMAGES) -> UnknownSet:
+    """Form fields with nothing written in them (forms.py), read through the same preprocessing as a user's images."""
+    images, kinds = forms.no_digit_images(n, seed)
+    return UnknownSet("no_digit", "form fields with nothing written: blank paper of any size, level and grain, "
+                      "specks of dust, printed ruling, boxes and combs (forms.py), read as a user's images are",
+                      images=as_batch(images), names=[f"{k}_{i:05d}" for i, k in enumerate(kinds)])
 
 
 def extra_set(name: str, folder: str) -> UnknownSet:
@@ -110,13 +125,14 @@ def unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int], seed
         yield _attempt("fashion_mnist", "Fashion-MNIST test set (garments)",
                        lambda: data.to_float(data.load_fashion_mnist_test(data_dir)))
         yield from letter_sets(letters_dir)
-        yield from character_sets(seed)
+        yield from character_sets(seed, n_generated)
         yield _attempt("noise", "uniform noise in [0, 1]", lambda: data.uniform_noise(n_generated, seed))
         yield _attempt("mnist_noise", "MNIST test digits with background replaced by uniform noise (CROSR)",
                        lambda: data.mnist_noise(data.to_float(data.load_mnist(data_dir, train=False)[0][:n_generated]),
                                                 seed))
         yield _attempt("natural_crops", "grayscale crops of scikit-learn's sample photos",
                        lambda: data.natural_crops(n_generated, seed))
+        yield no_digit_set(seed, min(n_generated, NO_DIGIT_IMAGES))
         yield _attempt("cifar10", "CIFAR-10 test set, grayscale 28x28", lambda: data.load_cifar10_test(data_dir),
                        f"no copy under {data_dir}/cifar-10-batches-py and torchvision's download failed")
         yield _attempt("omniglot", "Omniglot evaluation alphabets, inverted, 28x28",

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA_DIR = str(ROOT / "data")
+FOLD_FLAGS = ["--fold-epochs", "1", "--fold-images", "1000"]  # leave-classes-out models the suite can afford
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +25,8 @@ def data_dir() -> str:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, data_dir) -> dict:
-    """train.py (2 epochs, 5000 images: 40 steps of the default batch) then compute_class_reconstruction_errors.py."""
+    """train.py (2 epochs, 5000 images: 40 steps of the default batch) then compute_class_reconstruction_errors.py,
+    whose leave-classes-out models are as small (1 epoch on 1,000 images each)."""
     import compute_class_reconstruction_errors
     import train
 
@@ -33,7 +35,8 @@ def trained_run(tmp_path_factory, data_dir) -> dict:
     assert train.main(["--epochs", "2", "--train-limit", "5000", "--data-dir", data_dir, "--device", "cpu",
                        "--out", str(paths["checkpoint"]), "--quiet"]) == 0
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(paths["checkpoint"]), "--data-dir", data_dir,
-                                                     "--out", str(paths["thresholds"]), "--device", "cpu", "--quiet"]) == 0
+                                                     "--out", str(paths["thresholds"]), "--device", "cpu", "--quiet",
+                                                     *FOLD_FLAGS]) == 0
     return paths
 
 

@@ -55,8 +55,9 @@ def test_torchrun_resumes_an_interrupted_run(tmp_path, data_dir, monkeypatch):
     def interrupted(*args, **kwargs):
         if kwargs["epoch"] == 2:
             raise KeyboardInterrupt
-        return training.train_one_epoch(*args, **kwargs)
-    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+        return real_train_one_epoch(*args, **kwargs)
+    real_train_one_epoch = training.train_one_epoch
+    monkeypatch.setattr(training, "train_one_epoch", interrupted)
     assert train.main([*FLAGS, "--data-dir", data_dir, "--out", str(out)]) == 130  # Ctrl-C: one line, exit 130
     assert (tmp_path / "model.pt.resume").is_file() and not out.exists()
     run = torchrun(*FLAGS, "--data-dir", data_dir, "--out", str(out), "--resume")

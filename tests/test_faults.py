@@ -1,12 +1,16 @@
 """Faults: interrupted training resumes to the same model; an interrupted save leaves no half file."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 import train
 from osr_core import io, training
 from osr_core.io import load_checkpoint
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def train_args(out, *extra) -> list[str]:
@@ -19,9 +23,10 @@ def ctrl_c_in_epoch_2(monkeypatch):
     def interrupted(*args, **kwargs):
         if kwargs["epoch"] == 2:
             raise KeyboardInterrupt
-        return training.train_one_epoch(*args, **kwargs)
-    monkeypatch.setattr(train, "train_one_epoch", interrupted)
-    return lambda: monkeypatch.setattr(train, "train_one_epoch", training.train_one_epoch)
+        return real_train_one_epoch(*args, **kwargs)
+    real_train_one_epoch = training.train_one_epoch
+    monkeypatch.setattr(training, "train_one_epoch", interrupted)
+    return lambda: monkeypatch.setattr(training, "train_one_epoch", real_train_one_epoch)
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, data_dir, ctrl_c_in_epoch_2):
@@ -100,30 +105,41 @@ def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run,
     assert not [p for p in out.rglob("*.tmp")]
 
 
-def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, letters_dir, monkeypatch):
-    """Two complete runs (train, calibrate, test, evaluate) on tiny data with one seed, on the CPU, each in
+SAME_SEED_RUN = """
+import sys
+import compute_class_reconstruction_errors, evaluate_osr, test, train
+data_dir, letters_dir = sys.argv[1:3]
+common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
+staged = ["--checkpoint", "model.pt", "--thresholds", "reconstruction_errors.txt", *common]
+assert train.main(["--epochs", "1", "--train-limit", "1000", "--width", "8", "--out", "model.pt", *common]) == 0
+assert compute_class_reconstruction_errors.main(["--checkpoint", "model.pt", "--out", "reconstruction_errors.txt",
+                                                 *common, "--fold-epochs", "1", "--fold-images", "300"]) == 0
+assert test.main([*staged, "--out-dir", "test", "--max-panels", "5"]) == 0
+assert evaluate_osr.main([*staged, "--out-dir", "osr", "--letters-dir", letters_dir, "--n-generated", "100",
+                          "--bootstrap", "10", "--no-embeddings", "--no-pictures", "--splits-dir", "s"]) == 0
+"""
+
+
+def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, letters_dir):
+    """Two complete runs (train, calibrate with its leave-classes-out models, test, evaluate) on tiny data with one
+    seed, on the CPU, each in a fresh Python process (so no state left in one interpreter can make them agree) and
     its own folder with the same relative paths (the report names the files it read)."""
-    import compute_class_reconstruction_errors
-    import evaluate_osr
-    import test as test_stage
-    from pathlib import Path
+    import subprocess
+    import sys
 
     def run(folder):
         folder.mkdir()
-        monkeypatch.chdir(folder)
-        folder = Path(".")
-        ckpt, thr = folder / "model.pt", folder / "reconstruction_errors.txt"
-        common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
-        assert train.main(["--epochs", "1", "--train-limit", "1000", "--width", "8", "--out", str(ckpt), *common]) == 0
-        assert compute_class_reconstruction_errors.main(["--checkpoint", str(ckpt), "--out", str(thr), *common]) == 0
-        staged = ["--checkpoint", str(ckpt), "--thresholds", str(thr), *common]
-        assert test_stage.main([*staged, "--out-dir", str(folder / "test"), "--max-panels", "5"]) == 0
-        assert evaluate_osr.main([*staged, "--out-dir", str(folder / "osr"), "--letters-dir", str(letters_dir),
-                                  "--n-generated", "200", "--bootstrap", "10", "--no-embeddings", "--splits-dir", "s"]) == 0
-        names = [ckpt, thr, folder / "test" / "scores.csv", folder / "osr" / "metrics.json", folder / "osr" / "report.md"]
-        return {n.name: n.read_bytes() for n in names}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)], cwd=folder, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        names = ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv", "osr/metrics.json",
+                 "osr/report.md", *sorted(str(p.relative_to(folder)) for p in (folder / "leave_out").iterdir())]
+        return {n: (folder / n).read_bytes() for n in names}
 
     first, second = run(tmp_path / "a"), run(tmp_path / "b")
-    assert list(first) == ["model.pt", "reconstruction_errors.txt", "scores.csv", "metrics.json", "report.md"]
+    assert list(first)[:6] == ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv",
+                               "osr/metrics.json", "osr/report.md"] and len(first) == 6 + 5   # and 5 fold models
+    assert list(first) == list(second)
     for name in first:
         assert first[name] == second[name], name

@@ -177,7 +177,7 @@ def _checkpoint():
         "state_dict": layer.state_dict(),
         "known_classes": [3, 5, 7],
         "val_indices": torch.tensor([1, 4, 9]),
-        "train_args": {"epochs": 2, "lr": 1e-3, "data_dir": "data"},
+        "recipe": {"epochs": 2, "lr": 1e-3, "known_classes": [3, 5, 7]},
         "metrics": {"val_accuracy": 0.875, "history": [0.5, 0.75]},
     }
 
@@ -189,7 +189,7 @@ def test_checkpoint_round_trip(tmp_path):
     osr_io.save_checkpoint(path, ckpt)
     back = osr_io.load_checkpoint(path)
     assert set(back) == set(CHECKPOINT_KEYS)
-    for key in ("format_version", "model_config", "known_classes", "train_args", "metrics"):
+    for key in ("format_version", "model_config", "known_classes", "recipe", "metrics"):
         assert back[key] == ckpt[key], key
     assert torch.equal(back["val_indices"], ckpt["val_indices"])
     assert back["state_dict"].keys() == ckpt["state_dict"].keys()

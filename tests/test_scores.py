@@ -6,7 +6,7 @@ import torch
 
 from osr_core.models import ModelConfig, OSRNet, Outputs
 from osr_core.scores import (COMPONENTS, FUSABLE, LOG_SCALED, Scored, candidate_scores, decision_score, energy,
-                             normalisation_stats, score_images, score_parts, standardise)
+                             normalisation_stats, parse_score, score_images, score_parts, standardise)
 
 
 def _known_and_unknown_outputs():
@@ -99,22 +99,34 @@ def test_normalisation_stats_standardise_their_own_data_to_mean_0_std_1():
 
 
 def test_score_names_parse_into_their_parts():
-    assert score_parts("energy") == ("energy",)
-    assert score_parts("mean+(energy,mahalanobis)") == ("energy", "mahalanobis")
+    assert parse_score("energy") == (None, ("energy",))
+    assert parse_score("mean+(energy,mahalanobis)") == ("mean+", ("energy", "mahalanobis"))
+    assert parse_score("mean(pixel_recon,energy)") == ("mean", ("pixel_recon", "energy"))
     for bad in ("combined", "mean+(energy)", "mean+(energy,energy)", "mean+(energy,max_logit)", "max(energy,mahalanobis)",
-                "mean+(energy, mahalanobis)", "mean(energy,mahalanobis)"):
+                "mean+(energy, mahalanobis)", "mean-(energy,mahalanobis)", "mean(energy)"):
         with pytest.raises(ValueError, match="unknown score"):
             score_parts(bad)
 
 
-def test_candidates_are_every_component_and_every_fusion_of_two_or_more():
+def test_the_plain_mean_lets_a_negative_z_score_cancel_and_the_one_sided_one_does_not():
+    scored = Scored(pred=np.zeros(2, dtype=np.int64),
+                    components={"energy": np.array([-3.0, 0.0]), "pixel_recon": np.exp(np.array([2.0, 0.0]))})
+    stats = {"energy": (0.0, 1.0), "pixel_recon": (0.0, 1.0)}              # z = the value (log scale for pixel)
+    np.testing.assert_allclose(decision_score(scored, "mean(pixel_recon,energy)", stats), [-0.5, 0.0])
+    np.testing.assert_allclose(decision_score(scored, "mean+(pixel_recon,energy)", stats), [1.0, 0.0])
+
+
+def test_candidates_are_every_component_and_both_fusions_of_every_subset_simplest_first():
     cnn = [c for c in COMPONENTS if c != "openmax"]
     names = candidate_scores(cnn)
     assert names[:len(cnn)] == cnn
     fusions = names[len(cnn):]
-    assert len(fusions) == 11 == len(set(fusions))  # 6 pairs, 4 triples, 1 quadruple of the 4 fusable components
-    assert all(len(score_parts(f)) >= 2 for f in fusions)
-    assert candidate_scores(["energy", "pixel_recon"]) == ["energy", "pixel_recon", "mean+(pixel_recon,energy)"]
+    assert len(fusions) == 22 == len(set(fusions))  # plain and one-sided: 6 pairs, 4 triples, 1 quadruple
+    sizes = [len(score_parts(f)) for f in fusions]
+    assert sizes == sorted(sizes) and min(sizes) == 2      # fewer parts first
+    assert fusions[:6] == [f for f in fusions if f.startswith("mean(")][:6]  # among pairs, plain before one-sided
+    assert candidate_scores(["energy", "pixel_recon"]) == ["energy", "pixel_recon", "mean(pixel_recon,energy)",
+                                                           "mean+(pixel_recon,energy)"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,169 @@
+"""Nothing is named a digit where none was written, the answer says why, and reading scans on every core gives
+exactly the images the one-at-a-time path gives."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import test_letters
+from osr_core import data, forms, images, mnist_style
+from osr_core.images import as_batch, load_images
+from osr_core.mnist_style import has_writing, median3, median3_pil, to_mnist_form
+
+
+def _paper(height, width, level=0.92, grain=0.02, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(level + rng.normal(0, grain, (height, width)), 0, 1).astype(np.float32)
+
+
+def _no_writing() -> dict[str, np.ndarray]:
+    """Fields with nothing written, each of a kind a form holds; dark print on light paper."""
+    made = {"black 28x28": np.zeros((28, 28), np.float32), "white 100x100": np.ones((100, 100), np.float32),
+            "grey 37x61": np.full((37, 61), 0.43, np.float32), "grainy paper 150x90": _paper(150, 90, grain=0.04),
+            "grainy small paper 30x30": _paper(30, 30, grain=0.04)}
+    speck = _paper(100, 100)
+    speck[40:42, 60:62] = 0.1                                      # a 2x2 speck of dust
+    made["speck"] = speck
+    ruled = _paper(80, 200)
+    ruled[60:62, :] = 0.2                                          # a baseline across the field
+    made["ruled line"] = ruled
+    box = _paper(90, 90)
+    box[5:7, 5:85] = box[83:85, 5:85] = box[5:85, 5:7] = box[5:85, 83:85] = 0.15
+    made["box"] = box
+    comb = _paper(60, 180)
+    comb[50:52, :] = 0.2
+    for x in (0, 60, 120, 178):
+        comb[38:50, x:x + 2] = 0.2                                # the ticks of a comb field
+    made["comb"] = comb
+    return made
+
+
+@pytest.mark.parametrize("name", list(_no_writing()))
+def test_an_image_with_nothing_written_becomes_empty(name):
+    assert not to_mnist_form(_no_writing()[name]).any()
+
+
+def test_a_digit_on_a_form_is_still_read(data_dir):
+    """A digit on the same paper, with the same print around it, is writing: the preprocessing keeps it."""
+    digit = data.load_mnist(data_dir, train=False)[0][0].numpy()        # a 7
+    drawn = np.asarray(Image.fromarray(digit).resize((70, 70), Image.Resampling.LANCZOS), np.float32) / 255
+    for name in ("ruled line", "box", "comb"):
+        field = _no_writing()[name].copy()
+        h, w = field.shape
+        top, left = (h - 70) // 2 if h > 70 else 0, (w - 70) // 2
+        patch = field[top:top + 70, left:left + 70]
+        field[top:top + 70, left:left + 70] = np.minimum(patch, 1 - drawn[:patch.shape[0], :patch.shape[1]] * 0.8)
+        assert to_mnist_form(field).any(), name
+    # A single upright stroke is a 1, never taken for a printed line.
+    one = _paper(60, 40)
+    one[8:52, 18:22] = 0.1
+    assert to_mnist_form(one).any()
+
+
+def test_has_writing_tells_marks_from_dust_and_print():
+    ink = np.zeros((100, 100), np.float32)
+    assert not has_writing(ink)
+    ink[50, 50] = 1.0                                                 # dust
+    assert not has_writing(ink)
+    ink[:, 10:12] = ink[:, 88:90] = 1.0                               # the two sides of a box
+    assert not has_writing(ink)
+    ink[30:70, 45:48] = 1.0                                           # a stroke inside it
+    assert has_writing(ink)
+
+
+def test_blank_inputs_are_answered_unknown_with_the_reason_everywhere(trained_run, tmp_path, capsys):
+    from osr_core import OpenSetRecognizer
+    recognizer = OpenSetRecognizer.load(trained_run["checkpoint"], trained_run["thresholds"], device="cpu")
+    fields = _no_writing()
+    result = recognizer.predict(list(fields.values()))
+    assert result.answers == ["unknown"] * len(fields) and result.reasons == ["blank"] * len(fields)
+    assert result.is_unknown.all() and (result.digits == -1).all() and np.isinf(result.margins).all()
+    # The same images as files through the letters stage: the CSV, the terminal and the JSON lines say so.
+    folder = tmp_path / "fields"
+    folder.mkdir()
+    for i, field in enumerate(fields.values()):
+        Image.fromarray(np.rint(field * 255).astype(np.uint8)).save(folder / f"field{i}.png")
+    args = ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
+            "--device", "cpu", "--quiet", "--out-dir", str(tmp_path / "out"), str(folder)]
+    assert test_letters.main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("unknown (blank: nothing written)") == len(fields)
+    assert f"unknown: {len(fields)} of {len(fields)} images (100.00%, {len(fields)} of them blank)" in printed
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    for row in rows[1:]:
+        cells = dict(zip(header, row.split(",")))
+        assert (cells["answer"], cells["reason"], cells["is_unknown"], cells["margin"]) == ("unknown", "blank", "1", "inf")
+    assert test_letters.main([*args, "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["answer"], r["reason"], r["margin"]) for r in records] == [("unknown", "blank", None)] * len(fields)
+
+
+def test_digits_keep_their_answers_and_no_reason(trained_run, data_dir):
+    from osr_core import OpenSetRecognizer
+    recognizer = OpenSetRecognizer.load(trained_run["checkpoint"], trained_run["thresholds"], device="cpu")
+    digits = data.load_mnist(data_dir, train=False)[0][:50].numpy()
+    result = recognizer.predict(digits)
+    assert "blank" not in result.reasons
+    assert all((r == "") == (a != "unknown") for r, a in zip(result.reasons, result.answers))
+    assert all(r == "score" for r, a in zip(result.reasons, result.answers) if a == "unknown")
+
+
+def test_the_no_digit_set_is_a_function_of_seed_and_index():
+    alone = [forms.no_digit_image(3, i) for i in (0, 7, 19)]
+    images_, kinds = forms.no_digit_images(20, 3)
+    for i, (image, kind) in zip((0, 7, 19), alone):
+        assert np.array_equal(images_[i], image) and kinds[i] == kind
+    later, _ = forms.no_digit_images(5, 3, first=15)
+    assert all(np.array_equal(a, b) for a, b in zip(later, images_[15:]))
+    assert set(kinds) <= set(forms.KINDS) and not np.array_equal(images_[0], forms.no_digit_image(4, 0)[0])
+
+
+def test_the_fast_median_is_pillows_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        h, w = rng.integers(1, 50, 2)
+        ink = rng.random((h, w)).astype(np.float32)
+        if trial % 2:
+            ink = np.round(ink * 3) / 3                                 # many ties
+        assert np.array_equal(median3(ink), median3_pil(ink)), (h, w)
+
+
+@pytest.fixture(scope="module")
+def scan_files(tmp_path_factory, data_dir):
+    digits = data.load_mnist(data_dir, train=False)[0][:96].numpy()
+    folder = tmp_path_factory.mktemp("scans")
+    scans = data.scanned_digits(digits, seed=4)
+    for i, scan in enumerate(scans):
+        Image.fromarray(np.rint(scan * 255).astype(np.uint8)).save(folder / f"scan{i:03d}.jpg", quality=90)
+    blanks, _ = forms.no_digit_images(32, seed=4)
+    return folder, scans + blanks
+
+
+def test_reading_on_every_core_gives_the_one_at_a_time_images(scan_files, monkeypatch):
+    folder, arrays = scan_files
+    files = sorted(str(p) for p in folder.iterdir())
+    fast_files, fast_arrays, fast_folder = as_batch(files), as_batch(arrays), load_images([folder]).images
+    # The per-image path as it was: one image at a time, in this thread, with Pillow's median filter.
+    monkeypatch.setattr(images, "PARALLEL_FROM", 10 ** 9)
+    monkeypatch.setattr(mnist_style, "median3", median3_pil)
+    assert torch.equal(fast_files, as_batch(files))
+    assert torch.equal(fast_folder, load_images([folder]).images)
+    one_at_a_time = torch.cat([as_batch(a) for a in arrays])
+    assert torch.equal(fast_arrays, one_at_a_time)
+    assert fast_arrays.flatten(1).amax(1).eq(0).sum() >= 30          # the blanks are blank, the scans are not
+
+
+def test_stacks_of_mnist_shaped_arrays_are_recognised_whole(data_dir):
+    digits = data.load_mnist(data_dir, train=False)[0][:300].numpy().astype(np.float32) / 255
+    digits[:60] = 1 - digits[:60]                                      # dark on light: inverted, then in form
+    digits[60:80] = np.roll(digits[60:80], 7, axis=2)                  # ink off centre: not in form
+    expected = np.stack([to_mnist_form(d) for d in digits])
+    assert np.array_equal(as_batch(digits).squeeze(1).numpy(), expected)
+    for invert in ("yes", "no"):
+        assert np.array_equal(as_batch(digits, invert).squeeze(1).numpy(),
+                              np.stack([to_mnist_form(d, invert) for d in digits]))

@@ -2,7 +2,8 @@
 
 Usage: python evaluate_osr.py [--extra NAME=DIR ...] [--protocol standard|unseen-digits]
 
-Writes artifacts/osr/metrics.json (schema in README.md) and report.md with its PNGs beside it.
+Writes artifacts/osr/metrics.json (schema in README.md), report.md with its PNGs beside it, and index.html
+(what each set rejected and what slipped through, sortable and filterable; sprite.png beside it).
 `--protocol unseen-digits` first trains (or reuses) one model per standard 6-known-digit split,
 calibrates each on its validation split, measures its 4 held-out digits, and adds the result.
 """
@@ -23,7 +24,7 @@ import torch
 
 import compute_class_reconstruction_errors
 import train
-from osr_core import cli, data
+from osr_core import cli, data, figures, page
 from osr_core.calibration import DEFAULT_RULE_PARAM
 from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, load_checkpoint, write_json
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per generated set (noise, crops, distorted digits, ...; at most 2,000 scans and "
                         "images without a digit, and 4 per character glyph)")
     p.add_argument("--no-embeddings", action="store_true", help="skip the t-SNE and PCA pictures")
-    p.add_argument("--no-pictures", action="store_true", help="numbers only: metrics.json and report.md, no pictures")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="numbers only: metrics.json and report.md, no pictures and no index.html")
     p.add_argument("--bootstrap", type=cli.number(int, 1), default=200, help="resamples for the AUROC intervals (default: %(default)s)")
     p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
     p.add_argument("--splits-dir", default="artifacts/unseen_digits",
@@ -126,7 +128,7 @@ def run_split(i: int, known: list[int], args: argparse.Namespace, threads: int) 
     cal = load_calibration(trained, thresholds)
     images, labels, _ = known_test_digits(trained, args.data_dir)
     result = evaluate(trained, cal, images, labels, [held_out_digits(args.data_dir, trained.known_classes)],
-                      args.seed, args.batch_size, outputs=None, n_boot=args.bootstrap)
+                      args.seed, args.batch_size, n_boot=args.bootstrap, show=False).to_metrics()
     s = result["sets"]["held_out_digits"]
     log.info("split %d: AUROC %.4f  macro-F1 %.3f (score %s)", i, s["auroc"], s["macro_f1"], cal.score)
     near = (cal.selection or {}).get("candidates", {}).get(cal.score, {}).get("leave_classes_out")
@@ -194,20 +196,24 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal, cal_source = calibration_for(trained, args)
     images, labels, _ = known_test_digits(trained, args.data_dir)
+    show = not args.no_pictures
     # First, so that its distorted copies of the test digits are gone before the unknown sets are made.
-    shifted = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size, args.n_generated)
+    shifted = covariate_shift(trained, cal, images, labels, args.seed, args.batch_size, args.n_generated, show)
     cli.return_freed_memory()
     reference = validation_reference(trained, args.data_dir, args.seed, args.batch_size, args.n_generated)
     sets = unknown_sets(args.data_dir, args.letters_dir, trained.known_classes, args.seed, args.n_generated,
                         dict(args.extra))  # made one at a time as the evaluation reaches them
+    result = evaluate(trained, cal, images, labels, itertools.chain(reference.proxies, sets), args.seed, args.batch_size,
+                      reference=reference, n_boot=args.bootstrap, show=show)
+    result.covariate = shifted
+    metrics = report_metrics(args, trained, cal, cal_source, result.to_metrics())
+    # Three views of the one result: the figures, the report with its pictures, and the page.
     with StageOutputs(args.out_dir) as outputs:
-        result = evaluate(trained, cal, images, labels, itertools.chain(reference.proxies, sets), args.seed, args.batch_size,
-                          None if args.no_pictures else outputs, with_embeddings=not args.no_embeddings,
-                          reference=reference, n_boot=args.bootstrap)
-        result["covariate_shift"] = shifted
-        metrics = report_metrics(args, trained, cal, cal_source, result)
         outputs.write_json("metrics.json", metrics)
-        outputs.write_text("report.md", render(metrics, pictures=not args.no_pictures))
+        outputs.write_text("report.md", render(metrics, pictures=show))
+        if show:
+            figures.write(outputs, result, trained.known_classes, args.seed, with_embeddings=not args.no_embeddings)
+            page.write_evaluation(outputs, result, cal.score)
         outputs.finish()
     print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
           f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")

@@ -4,7 +4,8 @@ Usage: python test.py [--checkpoint artifacts/model.pt] [--thresholds artifacts/
 
 Prints closed-set accuracy, how many test images are flagged unknown and the false-alarm rate of
 each class; writes artifacts/test/scores.csv, one PNG per flagged image under flagged/ (input,
-reconstruction, error map) and most_anomalous.png. A re-run replaces the previous dump.
+reconstruction, error map), most_anomalous.png, and index.html (every digit, sortable and filterable, with
+sprite.png beside it). A re-run replaces the previous dump.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 
 import numpy as np
 
-from osr_core import cli
+from osr_core import cli, page
 from osr_core.dumps import dump_flagged, scores_csv
 from osr_core.io import StageOutputs
 from osr_core.pipeline import decide, known_test_digits, load_calibration, load_trained
@@ -53,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
     with StageOutputs(args.out_dir) as outputs:
         outputs.write_text("scores.csv", scores_csv("index", index.tolist(), decisions, labels))
         dump_flagged(outputs, images.squeeze(1).numpy(), decisions, names, args.max_panels, args.sheet_size)
+        page.write_scored(outputs, "MNIST test digits", f"{args.checkpoint} and {args.thresholds}", cal.score,
+                          page.Column("index", "index", "text", "index in MNIST test"), index.tolist(), decisions,
+                          images.squeeze(1).numpy(), [(page.Column("label", "label", "text", "the true digit"),
+                                                       [str(int(l)) for l in labels])], ("answer", "pred", "label"))
         outputs.finish()
     print(summary(labels, decisions, trained.known_classes, cal.target_acceptance))
-    log.info("wrote %s/scores.csv, flagged/ and most_anomalous.png", args.out_dir)
+    log.info("wrote %s/scores.csv, flagged/, most_anomalous.png and index.html", args.out_dir)
     return 0
 
 

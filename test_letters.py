@@ -9,7 +9,7 @@ listed. An image with nothing written in it (blank paper, dust, only a form's pr
 reason "blank". Prints one line per image (`file  digit 7 (score ... <= threshold ...)`, `file  unknown
 (nearest 8, score ... > ...)` or `file  unknown (blank: nothing written)`), or with --json one JSON object
 per line, then a summary (per letter when the folder has a manifest.csv). Writes scores.csv, the
-flagged-image panels and most_anomalous.png.
+flagged-image panels, most_anomalous.png and index.html (every image, sortable and filterable; sprite.png beside).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osr_core import cli
+from osr_core import cli, page
 from osr_core.dumps import answer_line, answer_record, dump_flagged, scores_csv
 from osr_core.images import load_images
 from osr_core.io import StageOutputs
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         if folder.skipped:
             outputs.write_text("skipped.txt", "".join(f"{n}\t{r}\n" for n, r in folder.skipped))
         dump_flagged(outputs, folder.images.squeeze(1).numpy(), decisions, stems, args.max_panels, args.sheet_size)
+        page.write_scored(outputs, "images", ", ".join(inputs), cal.score, page.Column("file", "file", "text"),
+                          folder.files, decisions, folder.images.squeeze(1).numpy())
         outputs.finish()
     single_folder = len(inputs) == 1 and Path(inputs[0]).is_dir()
     manifest = read_manifest(inputs[0]) if single_folder else {}

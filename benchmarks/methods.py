@@ -71,7 +71,7 @@ def measure(flags: list[str], folder: Path, args, known: list[int] | None) -> di
     if compute_class_reconstruction_errors.main(["--checkpoint", str(ckpt), "--out", str(thr), *common]) != 0:
         raise SystemExit(f"calibration failed: {folder}")
     if evaluate_osr.main(["--checkpoint", str(ckpt), "--thresholds", str(thr), "--letters-dir", args.letters_dir,
-                          "--out-dir", str(folder / "osr"), "--no-embeddings", "--bootstrap", "20",
+                          "--out-dir", str(folder / "osr"), "--no-embeddings", "--no-pictures", "--bootstrap", "20",
                           "--splits-dir", str(folder / "no_splits"), "--methods", str(folder / "none"), *common]) != 0:
         raise SystemExit(f"evaluation failed: {folder}")
     metrics = json.loads((folder / "osr" / "metrics.json").read_text())

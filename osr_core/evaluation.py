@@ -1,25 +1,25 @@
-"""The open-set evaluation: every metric for every unknown set, the ablation, and the pictures."""
+"""The open-set evaluation, computed once: every set scored and decided, every metric, and the images the views
+draw. Its result is rendered by three views that never reach back into the scoring: metrics.json (to_metrics),
+report.md with its pictures (report.py, figures.py) and index.html (page.py)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 import torch
 
-from . import data, metrics, outliers, plots
+from . import data, metrics, outliers
 from .calibration import Calibration
 from .cli import return_freed_memory
-from .dumps import SHEET_LEGEND
 from .images import as_batch
-from .io import StageOutputs
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
 from .scores import Scored, candidate_scores, decision_score, normalisation_stats, score_images
 from .unknown_sets import UnknownSet
 
 log = logging.getLogger("osr")
-SHEET_SIZE = 32
+SHOWN_PER_SIDE = 250  # per set, the most confidently rejected and the most confidently accepted images the views draw
 # Other detectors on the same model and data, each calibrated on the validation split by its own rule.
 BASELINES = {
     "seed-style feature AE, 2 x class mean": ("feature_recon", "mean-factor", 2.0),
@@ -28,7 +28,6 @@ BASELINES = {
     "energy (Liu et al. 2020), 99% quantile": ("energy", "quantile", None),
     "Mahalanobis (Lee et al. 2018), 99% quantile": ("mahalanobis", "quantile", None),
 }
-EMBED_KNOWN, EMBED_PER_SET = 1000, 200  # t-SNE on ~3,000 points: a readable picture in a few seconds
 
 
 @dataclass
@@ -66,6 +65,53 @@ def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | 
     return rows
 
 
+@dataclass
+class Shown:
+    """The images of a set that the views draw, as the model saw them, with their reconstructions."""
+    index: np.ndarray     # (k,) positions in the set: the most confidently rejected, then the most confidently accepted
+    images: np.ndarray    # (k, 28, 28)
+    recon: np.ndarray     # (k, 28, 28)
+    rejected: int         # how many of them (the first ones) were rejected
+
+    @classmethod
+    def of(cls, trained: Trained, images: torch.Tensor, d: Decisions, per_side: int = SHOWN_PER_SIDE) -> "Shown":
+        rejected = np.flatnonzero(d.is_unknown)
+        accepted = np.flatnonzero(~d.is_unknown)
+        index = np.concatenate([rejected[np.argsort(-d.margin[rejected], kind="stable")][:per_side],
+                                accepted[np.argsort(d.margin[accepted], kind="stable")][:per_side]])
+        picked = images[torch.from_numpy(index)] if len(index) else images[:0]
+        recon = score_images(trained.model, picked, trained.known_classes, trained.device, keep_recon=True).recon
+        return cls(index, picked.squeeze(1).numpy(), recon, int(min(len(rejected), per_side)))
+
+
+@dataclass
+class SetResult:
+    """One evaluated set: its decisions, its figures (the metrics.json entry) and what the views draw."""
+    name: str
+    kind: str                           # "known", "unknown" or "covariate shift"
+    entry: dict                         # the metrics.json entry
+    decisions: Decisions | None = None  # None when the set is unavailable
+    shown: Shown | None = None
+    labels: np.ndarray | None = None    # true digits (known digits and their distortions)
+    names: list[str] | None = None      # per-image names (files), if any
+
+    def image_name(self, i: int) -> str:
+        return self.names[i] if self.names else str(i)
+
+
+@dataclass
+class EvaluationResult:
+    known: SetResult
+    sets: dict[str, SetResult] = field(default_factory=dict)       # unknown sets, in order, available or not
+    covariate: dict[str, SetResult] = field(default_factory=dict)  # known digits under covariate shift
+    baselines: dict = field(default_factory=dict)
+
+    def to_metrics(self) -> dict:
+        """The figures of metrics.json that the evaluation computes (its schema is in README.md)."""
+        return {**self.known.entry, "sets": {n: s.entry for n, s in self.sets.items()}, "baselines": self.baselines,
+                "covariate_shift": {n: s.entry for n, s in self.covariate.items()}}
+
+
 def baselines(trained: Trained, validation: Scored, known: Decisions, known_labels: np.ndarray,
               scored_sets: dict[str, Decisions], target: float, seed: int) -> dict:
     """Each baseline's false-alarm rate and, per set, AUROC, detection rate and macro-F1."""
@@ -89,7 +135,7 @@ SCANS = 2000  # digits re-rendered as scans: enough for rates to 1 point, about 
 
 
 def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, labels: np.ndarray, seed: int,
-                    batch_size: int, n_generated: int | None = None) -> dict:
+                    batch_size: int, n_generated: int | None = None, show: bool = True) -> dict[str, SetResult]:
     """Known digits under noise and rotation, and as scans of paper read through the user preprocessing (beside
     the same digits in MNIST form): how accurate, and how many get rejected. The first `n_generated` digits (all
     by default), and at most SCANS of them as scans."""
@@ -105,97 +151,42 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
         truth = labels[:len(images)]
         d = decide(trained, cal, images, batch_size)
         correct = d.scored.pred == truth
-        results[name] = {"n": int(len(truth)), "accuracy": float(correct.mean()),
-                         "rejection_rate": float(d.is_unknown.mean()),
-                         "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None}
+        entry = {"n": int(len(truth)), "accuracy": float(correct.mean()), "rejection_rate": float(d.is_unknown.mean()),
+                 "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None}
+        results[name] = SetResult(name, "covariate shift", entry, d, Shown.of(trained, images, d) if show else None,
+                                  truth)
     return results
 
 
-def _sheet(trained: Trained, images: torch.Tensor, decisions: Decisions, order: np.ndarray,
-           names: list[str] | None) -> bytes:
-    """A contact sheet of the first SHEET_SIZE images in `order`, reconstructed again here: keeping every
-    reconstruction of ~90,000 scored images would cost 280 MB for the 64 per set the sheets show."""
-    order = order[:SHEET_SIZE]
-    shown = images[order]
-    recon = score_images(trained.model, shown, trained.known_classes, trained.device, keep_recon=True).recon
-    caption = lambda i: f"{names[i] if names else i} p{decisions.scored.pred[i]} {decisions.margin[i]:+.2f}"
-    return plots.contact_sheet_png(shown.squeeze(1).numpy(), recon, [caption(i) for i in order], legend=SHEET_LEGEND)
-
-
-def embeddings(known: Decisions, known_labels: np.ndarray, unknowns: dict[str, Decisions], seed: int) -> dict[str, bytes]:
-    """t-SNE and PCA of the encoder's features for a sample of knowns and of each unknown set."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    rng = np.random.default_rng(seed)
-    pick = lambda n, k: np.sort(rng.choice(n, min(n, k), replace=False))
-    ki = pick(len(known_labels), EMBED_KNOWN)
-    feats, groups = [known.scored.features[ki]], [f"digit {l}" for l in known_labels[ki]]
-    for name, d in unknowns.items():
-        ui = pick(len(d.score), EMBED_PER_SET)
-        feats.append(d.scored.features[ui])
-        groups += [f"unknown: {name}"] * len(ui)
-    x = np.concatenate(feats).astype(np.float64)
-    pca = PCA(n_components=2, random_state=seed).fit_transform(x)
-    tsne = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(x)
-    return {"features_pca.png": plots.embedding_png(pca, groups, "PCA of encoder features"),
-            "features_tsne.png": plots.embedding_png(tsne, groups, "t-SNE of encoder features")}
-
-
 def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, known_labels: np.ndarray,
-             sets: Iterable[UnknownSet], seed: int, batch_size: int, outputs: StageOutputs | None,
-             with_embeddings: bool = True, reference: ValidationReference | None = None, n_boot: int = 200) -> dict:
-    """Scores knowns and every available set; writes pictures through `outputs` (None: numbers only).
-    With the validation `reference`, also the fusion rows of the ablation and the baselines. The sets are
-    consumed: each one's images are dropped once it is scored and drawn, so that they are never all held."""
+             sets: Iterable[UnknownSet], seed: int, batch_size: int, reference: ValidationReference | None = None,
+             n_boot: int = 200, show: bool = True) -> EvaluationResult:
+    """Scores the known digits and every available set, and computes every figure. With the validation `reference`,
+    also the fusion rows of the ablation and the baselines. With `show`, keeps per set the images the views draw
+    (Shown). The sets are consumed: each one's images are dropped once it is scored, so they are never all held."""
     classes = trained.known_classes
     known = decide(trained, cal, known_images, batch_size, keep_features=True)
-    result = {
+    result = EvaluationResult(SetResult("known_digits", "known", {
         "closed_set_accuracy": float((known.scored.pred == known_labels).mean()),
-        "false_alarm_rate": float(known.is_unknown.mean()),
-        "n_known": int(len(known_labels)),
-        "sets": {},
-    }
-    scored_sets: dict[str, Decisions] = {}
+        "false_alarm_rate": float(known.is_unknown.mean()), "n_known": int(len(known_labels))},
+        known, Shown.of(trained, known_images, known) if show else None, known_labels))
     for s in sets:
         entry = {"available": s.available, "description": s.description, "seen_in_training": s.seen_in_training}
         if not s.available:
             entry["reason"] = s.reason or "no images"
-            result["sets"][s.name] = entry
+            result.sets[s.name] = SetResult(s.name, "unknown", entry)
             continue
         d = decide(trained, cal, s.images, batch_size, keep_features=True)
-        scored_sets[s.name] = d
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
                                          classes, seed, n_boot))
         entry["ablation"] = ablation(known, d, reference.normalisation if reference else None)
-        result["sets"][s.name] = entry
         log.info("%-22s n=%-6d AUROC %.4f  detection %.3f  macro-F1 %.3f", s.name, entry["n"], entry["auroc"],
                  entry["detection_rate"], entry["macro_f1"])
-        if outputs is not None:
-            labels = [str(c) for c in classes] + ["unknown"]
-            cm = metrics.open_confusion_matrix(known_labels, known.scored.pred, known.margin, d.scored.pred,
-                                               d.margin, classes)
-            outputs.write_bytes(f"confusion_{s.name}.png", plots.confusion_matrix_png(cm, labels, f"MNIST test + {s.name}"))
-            blanks = f"; {int(d.blank.sum())} blank, unknown by rule, not drawn" if d.blank.any() else ""
-            outputs.write_bytes(f"hist_{s.name}.png", plots.score_histograms_png(
-                known.margin, d.margin, 0.0, f"decision margin: MNIST test vs {s.name}", unknown_label=s.name + blanks))
-            rejected = np.flatnonzero(d.is_unknown)
-            slipped = np.flatnonzero(~d.is_unknown)
-            outputs.write_bytes(f"rejected_{s.name}.png",
-                                _sheet(trained, s.images, d, rejected[np.argsort(-d.margin[rejected], kind="stable")],
-                                       s.names))
-            outputs.write_bytes(f"slipped_{s.name}.png",
-                                _sheet(trained, s.images, d, slipped[np.argsort(d.margin[slipped], kind="stable")],
-                                       s.names))
+        result.sets[s.name] = SetResult(s.name, "unknown", entry, d, Shown.of(trained, s.images, d) if show else None,
+                                        names=s.names)
         s.images = None  # scored and drawn: its images are not needed again (tens of MB a set)
         return_freed_memory()
-    result["baselines"] = baselines(trained, reference.scored, known, known_labels, scored_sets,
-                                    cal.target_acceptance, seed) if reference else {}
-    if outputs is not None and scored_sets:
-        outputs.write_bytes("roc.png", plots.roc_curves_png(
-            {n: (known.margin, d.margin) for n, d in scored_sets.items()}, "ROC: MNIST test (known) vs each unknown set"))
-        if with_embeddings:
-            unseen = {n: d for n, d in scored_sets.items() if not result["sets"][n]["seen_in_training"]}
-            for name, png in embeddings(known, known_labels, unseen, seed).items():
-                outputs.write_bytes(name, png)
+    if reference:
+        scored = {n: r.decisions for n, r in result.sets.items() if r.decisions is not None}
+        result.baselines = baselines(trained, reference.scored, known, known_labels, scored, cal.target_acceptance, seed)
     return result

@@ -28,6 +28,7 @@ from .metrics import ranked  # noqa: E402
 
 __all__ = [
     "anomaly_panel_png",
+    "sprite_png",
     "contact_sheet_png",
     "roc_curves_png",
     "score_histograms_png",
@@ -117,6 +118,32 @@ def contact_sheet_png(images, recons, captions: list[str], ncols: int = 8, scale
     return _pil_png(sheet)
 
 
+SPRITE_LEVELS = 128  # levels per tile kind: a palette of 128 greys and 128 inferno colours, one byte a pixel
+
+
+def sprite_png(images: np.ndarray, recons: np.ndarray, columns: int = 50) -> bytes:
+    """Every image's (input | reconstruction | error map) triplet, 84x28 px, packed into one PNG in rows of
+    `columns` triplets: triplet i at x = 84 * (i % columns), y = 28 * (i // columns). images, recons: (N, 28, 28)
+    in [0, 1]. One picture for a whole page, so a page of thousands of rows makes one request. A palette image of
+    128 grey levels (input, reconstruction) and 128 inferno colours (error): a third of the bytes of RGB."""
+    images, recons = np.asarray(images, np.float64), np.asarray(recons, np.float64)
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or recons.shape != images.shape:
+        raise ValueError(f"expected images and reconstructions of one shape (N, 28, 28), got {images.shape} and "
+                         f"{recons.shape}")
+    n, side, top = len(images), IMAGE_SIDE, SPRITE_LEVELS - 1
+    level = lambda x: np.rint(np.clip(x, 0.0, 1.0) * top).astype(np.uint8)
+    triplets = np.concatenate([level(images), level(recons), SPRITE_LEVELS + level(np.abs(images - recons))], axis=2)
+    rows = max(1, -(-n // columns))
+    sheet = np.zeros((rows * columns, side, 3 * side), np.uint8)                     # (tiles, 28, 84)
+    sheet[:n] = triplets
+    sheet = sheet.reshape(rows, columns, side, 3 * side).transpose(0, 2, 1, 3).reshape(rows * side, columns * 3 * side)
+    greys = np.repeat(np.rint(np.linspace(0, 255, SPRITE_LEVELS)).astype(np.uint8)[:, None], 3, axis=1)
+    inferno = _inferno_lut()[np.rint(np.linspace(0, 255, SPRITE_LEVELS)).astype(int)]
+    img = Image.fromarray(sheet, mode="P")
+    img.putpalette(np.concatenate([greys, inferno]).ravel().tolist())
+    return _pil_png(img)
+
+
 def _triplet(image: np.ndarray, recon: np.ndarray, scale: int) -> Image.Image:
     """(input | recon | error) tiles, each upscaled nearest-neighbour, on white with 2 px gaps."""
     # The error is coloured on a fixed [0, 1] scale, not stretched per image, so brightness means
@@ -156,7 +183,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 def _gray_rgb(arr: np.ndarray) -> np.ndarray:
-    return np.repeat(_to_uint8(arr)[:, :, None], 3, axis=2)
+    return np.repeat(_to_uint8(arr)[..., None], 3, axis=-1)
 
 
 @lru_cache(maxsize=1)

@@ -23,9 +23,9 @@ checkpoint's known classes; each unknown set is measured against all of them.
   rejected; *total accuracy* = both counted together over all knowns plus all unknowns of the set.
 - **Ablation**: AUROC of every candidate decision score: each component alone (oriented so higher = more
   unknown), and for every subset of two or more of pixel reconstruction, feature reconstruction, energy and
-  Mahalanobis distance the plain mean `mean(...)` and the one-sided mean `mean+(...)` of their z-scores (each
-  standardised with validation statistics, positive errors on a log scale; the one-sided mean drops each negative
-  part first, so a component can add evidence of unknown-ness, never cancel another's), beside the decision margin.
+  Mahalanobis distance the one-sided mean `mean+(...)` of their z-scores (each standardised with validation
+  statistics, positive errors on a log scale, each negative part dropped first, so a component can add evidence of
+  unknown-ness, never cancel another's), beside the decision margin.
 - **Decision score**: with `--score auto` (the default) stage 2 chooses by a rule on validation data alone (the
   section "How the decision score was chosen"): every far family of the validation proxy (pixel-shuffled, blurred
   and negative validation digits) at a floor, then the best leave-classes-out AUROC (validation digits of classes

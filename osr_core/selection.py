@@ -1,7 +1,7 @@
 """Choosing the decision score in code, on validation data alone, by a rule the far families cannot dominate.
 
-Every candidate (each score component, and the plain and the one-sided mean of every subset of the fusable
-ones) is measured two ways:
+Every candidate (each score component, and the one-sided mean of every subset of the fusable ones) is measured
+two ways:
 - **far families** (`outliers.FAR_FAMILIES`, made from the checkpoint's validation digits): pixel shuffles,
   blurs and negatives. Every sensible score tells them from digits, so they are a floor, not a ranking: a
   candidate must reach FAR_FLOOR on each of them.
@@ -11,7 +11,7 @@ ones) is measured two ways:
 The rule: among the candidates at or above the floor on every far family, the best leave-classes-out AUROC
 leads; every candidate whose difference from the leader is within the noise (the leader is not better in at
 least 95% of paired bootstrap resamples of the folds' validation digits) is as good, and of those the simplest
-wins (fewest components, a plain mean before a one-sided one, then the order of candidate_scores). No reported
+wins (fewest components, then the order of candidate_scores). No reported
 set is read; calibration.json records the folds, the table and the rule.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ NEAR = "leave_classes_out"
 RULE = (f"every far family (digits with their pixels shuffled, blurred, in negative) at AUROC >= {FAR_FLOOR}; then "
         f"the best leave-classes-out AUROC (mean over the folds), where any candidate that the best does not beat in "
         f"{CONFIDENCE:.0%} of {BOOTSTRAP} paired bootstrap resamples counts as equal, and the simplest of the equals "
-        "wins (fewest components, plain mean before one-sided)")
+        "wins (fewest components)")
 FALLBACK_RULE = "no leave-classes-out folds (fewer than 4 known classes): the best mean AUROC over the far families"
 
 
@@ -103,6 +103,6 @@ def select_score(known: Scored, far: dict[str, Scored], normalisation: dict[str,
             table[n]["within_noise"] = n == leader or wins < CONFIDENCE
         else:
             table[n]["within_noise"] = False
-    # candidate_scores lists the simplest first: components, then fusions of two (plain before one-sided), of three...
+    # candidate_scores lists the simplest first: components, then fusions of two, of three...
     chosen = next(n for n in eligible if table[n]["within_noise"])
     return Selection(chosen, table, list(far), [f.to_json() for f in folds])

@@ -8,14 +8,14 @@ ART        ?= artifacts
 DEVICE     ?= auto
 RUN        := $(PY)
 
-.PHONY: reproduce test install data system-data train calibrate score-test letters score-letters evaluate \
+.PHONY: reproduce test install data system-data system-browser train calibrate score-test letters score-letters evaluate \
         benchmark-osr benchmark-crosr benchmark-methods benchmark-folds bench clean
 
 reproduce: install data
 	$(MAKE) train calibrate score-test letters score-letters evaluate
 	@echo "report: $(ART)/osr/report.md"
 
-test: install
+test: install system-browser
 	$(PY) -m pytest
 
 install: $(INSTALLED)
@@ -32,6 +32,13 @@ system-data:
 	  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
 	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
 	  echo "note: could not install dataset-fashion-mnist; Fashion-MNIST will be reported unavailable"; fi
+
+# The page tests drive a real browser: Debian's Chromium, installed only where we are root on Debian/Ubuntu.
+system-browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || \
+	  echo "note: could not install chromium; the page tests will be skipped"; fi
 
 data: install system-data
 	$(RUN) -m osr_core.data --data-dir $(DATA)

@@ -66,12 +66,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     folds_dir = Path(args.folds_dir) if args.folds_dir else out.parent / "leave_out"
     budget = FoldBudget(args.fold_epochs or None, args.fold_images or None)
-    cal = calibrate_on_validation(trained, args.data_dir, args.score, args.rule, param, args.target_acceptance,
-                                  args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed,
-                                  folds_dir=folds_dir, budget=budget)
-
-    text = format_thresholds(cal)
-    with StageOutputs(out.parent) as outputs:
+    with StageOutputs(out.parent) as outputs:  # from here on, the folder is this run's
+        cal = calibrate_on_validation(trained, args.data_dir, args.score, args.rule, param, args.target_acceptance,
+                                      args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed,
+                                      folds_dir=folds_dir, budget=budget)
+        text = format_thresholds(cal)
         outputs.write_text(out.name, text)
         outputs.write_json(CALIBRATION_JSON, cal.to_json())
         outputs.finish()

@@ -191,6 +191,15 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_inputs(args)
+    with StageOutputs(args.out_dir) as outputs:  # from here on, the folder is this run's
+        metrics = evaluate_into(outputs, args)
+    print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
+          f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")
+    return 0
+
+
+def evaluate_into(outputs: StageOutputs, args: argparse.Namespace) -> dict:
+    """The whole evaluation, its three views staged into `outputs`; returns metrics.json's content."""
     if args.protocol == "unseen-digits":
         run_unseen_digits(args)
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
@@ -208,16 +217,13 @@ def run(args: argparse.Namespace) -> int:
     result.covariate = shifted
     metrics = report_metrics(args, trained, cal, cal_source, result.to_metrics())
     # Three views of the one result: the figures, the report with its pictures, and the page.
-    with StageOutputs(args.out_dir) as outputs:
-        outputs.write_json("metrics.json", metrics)
-        outputs.write_text("report.md", render(metrics, pictures=show))
-        if show:
-            figures.write(outputs, result, trained.known_classes, args.seed, with_embeddings=not args.no_embeddings)
-            page.write_evaluation(outputs, result, cal.score)
-        outputs.finish()
-    print(f"closed-set accuracy {100 * metrics['closed_set_accuracy']:.2f}%, false alarms "
-          f"{100 * metrics['false_alarm_rate']:.2f}%; report: {args.out_dir}/report.md")
-    return 0
+    outputs.write_json("metrics.json", metrics)
+    outputs.write_text("report.md", render(metrics, pictures=show))
+    if show:
+        figures.write(outputs, result, trained.known_classes, args.seed, with_embeddings=not args.no_embeddings)
+        page.write_evaluation(outputs, result, cal.score)
+    outputs.finish()
+    return metrics
 
 
 def report_metrics(args: argparse.Namespace, trained, cal, cal_source: str, result: dict) -> dict:

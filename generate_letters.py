@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def generate_letters(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    samples = generate(args.count, args.seed, args.font_dir, progress=progress_enabled(args.quiet))
-    with StageOutputs(args.out_dir) as outputs:
+    with StageOutputs(args.out_dir) as outputs:  # from here on, the folder is this run's
+        samples = generate(args.count, args.seed, args.font_dir, progress=progress_enabled(args.quiet))
         for sample in samples:
             outputs.write_bytes(sample["file"], png_bytes(sample["image"]))
         outputs.write_text(MANIFEST_FILE, manifest_text(samples))

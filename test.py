@@ -47,11 +47,11 @@ def summary(labels: np.ndarray, decisions, known: list[int], target_acceptance: 
 def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal = load_calibration(trained, args.thresholds)
-    images, labels, index = known_test_digits(trained, args.data_dir)
-    decisions = decide(trained, cal, images, args.batch_size, keep_recon=True,
-                       show_progress=cli.progress_enabled(args.quiet))
-    names = [f"idx{i}_label{l}" for i, l in zip(index, labels)]
-    with StageOutputs(args.out_dir) as outputs:
+    with StageOutputs(args.out_dir) as outputs:  # from here on, the folder is this run's
+        images, labels, index = known_test_digits(trained, args.data_dir)
+        decisions = decide(trained, cal, images, args.batch_size, keep_recon=True,
+                           show_progress=cli.progress_enabled(args.quiet))
+        names = [f"idx{i}_label{l}" for i, l in zip(index, labels)]
         outputs.write_text("scores.csv", scores_csv("index", index.tolist(), decisions, labels))
         dump_flagged(outputs, images.squeeze(1).numpy(), decisions, names, args.max_panels, args.sheet_size)
         page.write_scored(outputs, "MNIST test digits", f"{args.checkpoint} and {args.thresholds}", cal.score,

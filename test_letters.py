@@ -73,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal = load_calibration(trained, args.thresholds)
     inputs = args.images or [args.letters_dir]
-    folder = load_images(inputs, invert=args.invert, ignore=frozenset({MANIFEST_FILE}))
-    for name, reason in folder.skipped:
-        log.warning("skipped %s: %s", name, reason)
-    decisions = decide(trained, cal, folder.images, args.batch_size, keep_recon=True,
-                       show_progress=cli.progress_enabled(args.quiet))
-    stems = [Path(f).name.rsplit(".", 1)[0] for f in folder.files]
-    with StageOutputs(args.out_dir) as outputs:
+    with StageOutputs(args.out_dir) as outputs:  # from here on, the folder is this run's
+        folder = load_images(inputs, invert=args.invert, ignore=frozenset({MANIFEST_FILE}))
+        for name, reason in folder.skipped:
+            log.warning("skipped %s: %s", name, reason)
+        decisions = decide(trained, cal, folder.images, args.batch_size, keep_recon=True,
+                           show_progress=cli.progress_enabled(args.quiet))
+        stems = [Path(f).name.rsplit(".", 1)[0] for f in folder.files]
         outputs.write_text("scores.csv", scores_csv("file", folder.files, decisions))
         if folder.skipped:
             outputs.write_text("skipped.txt", "".join(f"{n}\t{r}\n" for n, r in folder.skipped))

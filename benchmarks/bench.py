@@ -24,6 +24,7 @@ import argparse
 import copy
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,29 +41,37 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import train  # noqa: E402
-from osr_core import OpenSetRecognizer, cli, data, images, mnist_style, plots  # noqa: E402
-from osr_core.distributed import World  # noqa: E402
+from osr_core import OpenSetRecognizer, cli, data, images, mnist_style, plots, training  # noqa: E402
 from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
 from osr_core.models import ModelConfig, build_model  # noqa: E402
-from osr_core.pipeline import Trained, decide, load_calibration, load_trained, select_on_proxy  # noqa: E402
+from osr_core.leave_out import FoldBudget  # noqa: E402
+from osr_core.pipeline import Trained, decide, load_calibration, load_trained, select_on_validation  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
 from osr_core.training import Recipe, finish_fitting, joint_loss, train_one_epoch  # noqa: E402
 
-TRAIN_IMAGES, TRAIN_BATCH = 8192, 128
+TRAIN_IMAGES, TRAIN_BATCH = 8192, Recipe.batch_size  # the default batch, so the loop is measured as train.py runs it
 SCORE_BATCH = 256
 
 
-def median_rate(fn, n_images: int, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN kernel selection
+def timings(fn, repeats: int) -> list[float]:
+    """Seconds of `repeats` calls of fn, after a warm-up (allocator, oneDNN kernel selection)."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return n_images / statistics.median(times)
+    return times
+
+
+def median_rate(fn, n_images: int, repeats: int) -> float:
+    return n_images / statistics.median(timings(fn, repeats))
 
 
 def bench_training(data_dir: str, repeats: int) -> dict:
+    """train.py's loop against a bare loop of the same model, loss and optimiser on float batches already in memory,
+    and the bare loop with each of the real loop's extra steps added, to say where the difference goes. The loops
+    alternate within each repeat, so a slow patch of the machine hits them alike; ratios are per repeat."""
     images, labels = data.load_mnist(data_dir, train=True)
     images, labels = images[:TRAIN_IMAGES], labels[:TRAIN_IMAGES]
     model = build_model(ModelConfig())
@@ -71,53 +80,113 @@ def bench_training(data_dir: str, repeats: int) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     generator = torch.Generator().manual_seed(0)
     device = torch.device("cpu")
-    bf16 = cli.resolve_precision(train.build_parser().get_default("precision"), device) == "bf16"  # the default's
-    recipe = Recipe(TRAIN_BATCH, bf16=bf16)
+    recipe = Recipe(batch_size=TRAIN_BATCH, precision=cli.resolve_precision("auto", device))
+    order = torch.randperm(len(images), generator=generator)
+    batches = [(data.to_float(images[i:i + TRAIN_BATCH]), labels[i:i + TRAIN_BATCH])
+               for i in range(0, len(images), TRAIN_BATCH)]
+
+    def step(x, y):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+            out = model(x)
+        loss, _ = joint_loss(out, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss, out
+
+    def bare():
+        model.train()
+        for x, y in batches:
+            step(x, y)
+
+    def bare_indexed():  # + shuffled indexing of the uint8 training tensor and the conversion to float
+        model.train()
+        for i in range(0, len(images), TRAIN_BATCH):
+            idx = order[i:i + TRAIN_BATCH]
+            step(images[idx].unsqueeze(1).float().div_(255), labels[idx])
+
+    def bare_augmented():  # + the random affine warp of every batch
+        model.train()
+        for x, y in batches:
+            step(training.random_affine(x, generator), y)
+
+    def bare_bookkeeping():  # + the scheduler step and the per-batch loss and accuracy read back to Python
+        model.train()
+        for x, y in batches:
+            loss, out = step(x, y)
+            scheduler.step()
+            loss.item(), (out.logits.argmax(1) == y).sum().item()
 
     def real():
         train_one_epoch(model, images, labels, optimizer, scheduler, recipe, device, generator,
                         epoch=0, show_progress=False)
 
-    batches = [(data.to_float(images[i:i + TRAIN_BATCH]), labels[i:i + TRAIN_BATCH])
-               for i in range(0, len(images), TRAIN_BATCH)]
+    loops = {"bare": bare, "bare + indexing": bare_indexed, "bare + augmentation": bare_augmented,
+             "bare + bookkeeping": bare_bookkeeping, "train.py's loop": real}
+    for fn in loops.values():
+        fn()  # warm-up
+    seconds = {name: [] for name in loops}
+    for _ in range(repeats):
+        for name, fn in loops.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+    ratios = [r / b for r, b in zip(seconds["train.py's loop"], seconds["bare"])]
+    return {"images": len(images), "batch_size": TRAIN_BATCH, "precision": recipe.precision, "repeats": repeats,
+            "seconds": seconds, "pipeline_images_per_s": len(images) / statistics.median(seconds["train.py's loop"]),
+            "bare_images_per_s": len(images) / statistics.median(seconds["bare"]),
+            "time_ratio": statistics.median(ratios), "time_ratio_min": min(ratios), "time_ratio_max": max(ratios),
+            "extra_share": {name: statistics.median(t) / statistics.median(seconds["bare"]) - 1
+                            for name, t in seconds.items() if name != "bare"}}
 
-    def bare():
-        model.train()
-        for x, y in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = model(x)
-            loss, _ = joint_loss(out, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
 
-    real_rate, bare_rate = median_rate(real, len(images), repeats), median_rate(bare, len(images), repeats)
-    return {"images": len(images), "batch_size": TRAIN_BATCH, "precision": "bf16" if bf16 else "fp32",
-            "pipeline_images_per_s": real_rate,
-            "bare_images_per_s": bare_rate, "time_ratio": bare_rate / real_rate}
+def bench_precision(data_dir: str, repeats: int) -> dict:
+    """A training step in fp32 against bfloat16 autocast, same model, loss and batch; only where bf16 is native."""
+    device = torch.device("cpu")
+    if not cli.bf16_is_fast(device):
+        return {"measured": False, "reason": "this processor has no native bfloat16 (AVX512-BF16 or AMX)"}
+    images, labels = data.load_mnist(data_dir, train=True)
+    x, y = data.to_float(images[:TRAIN_BATCH]), labels[:TRAIN_BATCH]
+    model = build_model(ModelConfig())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def steps(bf16: bool):
+        def run():
+            for _ in range(10):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out = model(x)
+                loss, _ = joint_loss(out, x, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        return run
+    fp32, bf16 = statistics.median(timings(steps(False), repeats)), statistics.median(timings(steps(True), repeats))
+    return {"measured": True, "fp32_step_s": fp32 / 10, "bf16_step_s": bf16 / 10, "speedup": fp32 / bf16}
 
 
 # (label, train.py flags, epoch budgets): each budget is a run of its own, since the one-cycle schedule spans it.
+# Every run uses the machine's default precision (bf16 where native, else fp32).
 CURVES = [
-    ("default: bf16, width 16, batch 256, lr 0.006", ["--precision", "bf16"], [4, 5]),
-    ("bf16, width 16, batch 128, lr 0.003", ["--precision", "bf16", "--batch-size", "128", "--lr", "0.003"], [3, 5, 8]),
-    ("bf16, width 8, batch 256, lr 0.006", ["--precision", "bf16", "--width", "8"], [5]),
-    ("fp32, width 16, batch 128, lr 0.003 (the previous default)",
-     ["--precision", "fp32", "--batch-size", "128", "--lr", "0.003"], [10]),
+    ("default: width 16, batch 256, lr 0.006", [], [3, 5]),
+    ("width 8, batch 256, lr 0.006", ["--width", "8"], [5]),
+    ("width 24, batch 256, lr 0.006", ["--width", "24"], [5]),
 ]
 
 
-def epoch_quality(model, d: "train.Split", device: torch.device, seed: int) -> dict:
-    """What the model would be worth if training stopped now: finished like a checkpoint (batch-norm statistics,
-    class Gaussians) on a copy, then its validation accuracy and the proxy AUROC of the score stage 2 would pick."""
+def run_quality(model, d: training.Split, recipe: Recipe, data_dir: str, folds_dir: Path, device: torch.device) -> dict:
+    """What a finished run is worth on validation data: its accuracy, and stage 2's choice with its leave-classes-out
+    AUROC (fold models trained by the run's own recipe, at stage 2's budget) and its lowest far-family AUROC."""
     snapshot = copy.deepcopy(model)
     finish_fitting(snapshot, *d.fit_images, device)
     images = data.to_float(d.val_images)
-    trained = Trained(snapshot, {"known_classes": d.known}, "", device)
+    trained = Trained(snapshot, {"known_classes": d.known, "recipe": recipe.to_dict(), "val_indices": d.val_indices},
+                      "", device)
     val = score_images(snapshot, images, d.known, device, 512)
-    selection = select_on_proxy(trained, val, images, d.val_labels, seed, 512)
+    selection = select_on_validation(trained, val, images, d.val_labels, data_dir, folds_dir, FoldBudget(), recipe.seed,
+                                     512)
+    row = selection.table[selection.chosen]
     return {"val_accuracy": float((torch.from_numpy(val.pred) == d.val_labels).float().mean()),
-            "proxy_auroc": selection.table[selection.chosen]["mean"], "chosen": selection.chosen}
+            "chosen": selection.chosen, "leave_classes_out": row.get("leave_classes_out"), "far_min": row["far_min"]}
 
 
 def bench_curves(data_dir: str, out_dir: Path) -> list[dict]:
@@ -125,19 +194,23 @@ def bench_curves(data_dir: str, out_dir: Path) -> list[dict]:
     runs = []
     for label, flags, budgets in CURVES:
         for epochs in budgets:
-            args = train.build_parser().parse_args([*flags, "--epochs", str(epochs), "--data-dir", data_dir, "--quiet",
-                                                    "--out", str(out_dir / "curve.pt")])
-            args.precision = cli.resolve_precision(args.precision, device)
-            d = train.split(args)
+            recipe = train.recipe_of(train.build_parser().parse_args([*flags, "--epochs", str(epochs)]), device)
             points = []
 
             def on_epoch(model, stats):
                 points.append({"epoch": stats["epoch"], "train_seconds": stats["train_seconds"],
-                               **epoch_quality(model, d, device, args.seed)})
-                print(f"  {label}, {epochs} epochs: epoch {stats['epoch']} at {stats['train_seconds']:.0f} s: "
-                      f"val acc {points[-1]['val_accuracy']:.4f}, proxy AUROC {points[-1]['proxy_auroc']:.4f}", flush=True)
-            train.fit(args, World(), device, on_epoch=on_epoch)
-            runs.append({"label": f"{label}, {epochs} epochs", "variant": label, "epochs": epochs, "points": points})
+                               "val_accuracy": stats["val_accuracy"]})
+            started = time.perf_counter()
+            checkpoint = training.fit(recipe, data_dir, device, on_epoch=on_epoch)
+            model = build_model(ModelConfig.from_dict(checkpoint["model_config"]))
+            model.load_state_dict(checkpoint["state_dict"])
+            quality = run_quality(model, training.split(recipe, data_dir), recipe, data_dir, out_dir / "folds", device)
+            runs.append({"label": f"{label}, {epochs} epochs", "variant": label, "epochs": epochs, "points": points,
+                         **quality, "train_seconds": points[-1]["train_seconds"],
+                         "wall_seconds": time.perf_counter() - started})
+            print(f"  {label}, {epochs} epochs: {points[-1]['train_seconds']:.0f} s, val acc {quality['val_accuracy']:.4f}, "
+                  f"{quality['chosen']}: leave-classes-out {quality['leave_classes_out']:.4f}, far >= "
+                  f"{quality['far_min']:.4f}", flush=True)
     return runs
 
 
@@ -227,6 +300,36 @@ def bench_reading(data_dir: str, out_dir: Path, checkpoint: Path, thresholds: Pa
     return result
 
 
+def bench_page(page_path: Path) -> dict:
+    """test.py's index.html (10,000 rows) in headless Chromium from file://: first paint (navigation to the first
+    rows drawn), a sort and a filter (the page's own timing of each), and the size of the page with its sprite."""
+    size = (page_path.stat().st_size + (page_path.parent / "sprite.png").stat().st_size) / 1e6
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        return {"measured": False, "reason": "no Chromium or Playwright on this machine", "megabytes": size}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                     "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(page_path.as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        rows = page.evaluate("JSON.parse(document.getElementById('data').textContent).rows.length")
+        first_paint = page.evaluate("performance.getEntriesByName('rows-drawn')[0].startTime") / 1000
+        sorts, filters = [], []
+        for value in ("unknown", "all", "any digit", "all", "unknown"):
+            page.click("#head div[data-key='score']")
+            sorts.append(float(page.get_attribute("body", "data-last-ms")) / 1000)
+            page.select_option("select[data-key='answer']", value)
+            filters.append(float(page.get_attribute("body", "data-last-ms")) / 1000)
+        browser.close()
+    return {"measured": True, "rows": rows, "first_paint_s": first_paint, "sort_s": statistics.median(sorts),
+            "filter_s": statistics.median(filters), "megabytes": size}
+
+
 def pipeline_stages(data_dir: str, art: Path) -> list[tuple[str, list[str]]]:
     py = sys.executable
     model, thr = str(art / "model.pt"), str(art / "reconstruction_errors.txt")
@@ -303,9 +406,11 @@ def main(argv=None) -> int:
                 print(f"  {name:42s} {wall:7.1f} s  {rss:7.0f} MiB", flush=True)
             result["pipeline_wall_s"] = sum(s["wall_s"] for s in result["stages"].values())
             checkpoint, thresholds = art / "model.pt", art / "reconstruction_errors.txt"
+            result["page"] = bench_page(art / "test" / "index.html")
         result["reading"] = bench_reading(args.data_dir, art, checkpoint, thresholds, args.repeats)
         result["distributed"] = bench_distributed(args.data_dir, art)
         result["training"] = bench_training(args.data_dir, args.repeats)
+        result["precision"] = bench_precision(args.data_dir, args.repeats)
         result["scoring"] = bench_scoring(args.data_dir, checkpoint, thresholds, args.repeats)
     write_json(args.out, result)
     print(render(result))
@@ -318,7 +423,11 @@ def render(r: dict) -> str:
              f"{'measure':48s} {'value':>12s}",
              f"{'training loop, images/s':48s} {t['pipeline_images_per_s']:12.0f}",
              f"{'bare training loop, images/s':48s} {t['bare_images_per_s']:12.0f}",
-             f"{'training loop / bare loop time ratio':48s} {t['time_ratio']:12.2f}",
+             f"{'training loop / bare loop time ratio, median':48s} {t['time_ratio']:12.2f}",
+             f"{'  ... lowest and highest of ' + str(t['repeats']) + ' repeats':48s} "
+             f"{t['time_ratio_min']:5.2f} / {t['time_ratio_max']:5.2f}",
+             *(f"{'  time added to the bare loop by ' + name.replace('bare + ', ''):48s} {share:+12.1%}"
+               for name, share in t["extra_share"].items()),
              f"{'scoring path (all components), images/s':48s} {s['pipeline_images_per_s']:12.0f}",
              f"{'bare forward, images/s':48s} {s['bare_images_per_s']:12.0f}",
              f"{'scoring path / bare forward time ratio':48s} {s['time_ratio']:12.2f}"]
@@ -333,10 +442,20 @@ def render(r: dict) -> str:
     if "distributed" in r:
         d = r["distributed"]["images_per_s"]
         lines.append(f"{'train.py images/s, 1 process / torchrun 2 processes':48s} {d['1']:5.0f} / {d['2']:5.0f}")
+    pr = r.get("precision")
+    if pr:
+        lines.append(f"{'training step, bf16 autocast against fp32':48s} "
+                     + (f"{pr['speedup']:11.2f}x" if pr["measured"] else f"not measured: {pr['reason']}"))
+    if "page" in r:
+        pg = r["page"]
+        lines.append(f"{'index.html of ' + str(pg['rows']) + ' rows: first paint / sort / filter':48s} "
+                     + (f"{pg['first_paint_s']:.2f} s / {pg['sort_s']:.3f} s / {pg['filter_s']:.3f} s"
+                        if pg.get("measured") else f"not measured: {pg['reason']}"))
+        lines.append(f"{'index.html + sprite.png, MB':48s} {pg['megabytes']:12.1f}")
     for run in r.get("time_to_quality", []):
-        last = run["points"][-1]
-        lines.append(f"time to quality, {run['label']}: {last['train_seconds']:.0f} s, validation accuracy "
-                     f"{last['val_accuracy']:.4f}, proxy AUROC {last['proxy_auroc']:.4f}")
+        lines.append(f"time to quality, {run['label']}: {run['train_seconds']:.0f} s, validation accuracy "
+                     f"{run['val_accuracy']:.4f}, {run['chosen']}: leave-classes-out {run['leave_classes_out']:.4f}, "
+                     f"far families >= {run['far_min']:.4f}")
     for name, st in r["stages"].items():
         lines.append(f"{'stage ' + name + ', wall s / peak MiB':48s} {st['wall_s']:6.1f} / {st['peak_rss_mib']:4.0f}")
     if "pipeline_wall_s" in r:

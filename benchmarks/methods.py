@@ -34,9 +34,9 @@ METHODS = [
     ("LogitNorm (tau 0.04)", ["--logit-norm", "0.04"]),
     ("class-conditional decoder (C2AE-style wrong-class loss)", ["--decoder", "conditional"]),
     ("outlier exposure, weight 0.1 (chimeras and overlays, half a batch)", ["--oe-fraction", "0.5", "--oe-weight", "0.1"]),
-    ("wider: width 32", ["--width", "32"]),
-    ("longer: 10 epochs", ["--epochs", "10"]),
 ]
+# Wider and longer training cost more than TIME_BUDGET by construction; make bench's time-to-quality curves
+# measure them (width 24, 3 and 5 epochs) on the same validation signal.
 SPLIT = data.UNSEEN_DIGIT_SPLITS[0]
 ACCURACY_SLACK = 0.002  # validation accuracy may be this far below the best method's
 TIME_BUDGET = 1.25      # training time, as a multiple of the default's measured in the same run

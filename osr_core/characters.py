@@ -113,10 +113,11 @@ def draw(strokes, rng: np.random.Generator) -> np.ndarray:
     return normalise_ink(canvas)
 
 
-def generate(count: int, seed: int) -> list[dict]:
-    """`count` characters cycling through GLYPHS; each a record with its uint8 (28, 28) "image"."""
+def generate(count: int, seed: int, indices=None) -> list[dict]:
+    """`count` characters cycling through GLYPHS (or those of `indices`, in their order); each a record with its
+    uint8 (28, 28) "image"."""
     samples = []
-    for index in range(count):
+    for index in (range(count) if indices is None else indices):
         font, slot = GLYPHS[index % len(GLYPHS)]
         looks_like = DIGIT_LIKE.get((font, slot), "")
         samples.append({"index": index, "font": font, "script": FONTS[font][0], "slot": slot,

@@ -224,25 +224,32 @@ def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def uniform_noise(n: int, seed: int) -> torch.Tensor:
-    images = np.stack([_rng(seed, i).random((28, 28), dtype=np.float32) for i in range(n)])
+def _indices(n: int, indices) -> list[int]:
+    """The indices of the images to make: 0 .. n-1 unless given (any order, any subset)."""
+    return list(range(n)) if indices is None else [int(i) for i in indices]
+
+
+def uniform_noise(n: int, seed: int, indices=None) -> torch.Tensor:
+    """Images 0 .. n-1 of uniform noise in [0, 1] (or those of `indices`), image i from default_rng([seed, i])."""
+    images = np.stack([_rng(seed, i).random((28, 28), dtype=np.float32) for i in _indices(n, indices)])
     return torch.from_numpy(images).unsqueeze(1)
 
 
-def mnist_noise(digits: torch.Tensor, seed: int) -> torch.Tensor:
-    """MNIST-Noise (CROSR): each digit's background pixels replaced by uniform noise."""
-    noise = uniform_noise(len(digits), seed)
+def mnist_noise(digits: torch.Tensor, seed: int, indices=None) -> torch.Tensor:
+    """MNIST-Noise (CROSR): each digit's background pixels replaced by uniform noise. digits[k] is image indices[k]
+    (k by default), and its noise is that of uniform_noise's image of the same index."""
+    noise = uniform_noise(len(digits), seed, indices)
     return torch.where(digits > 0, digits, noise)
 
 
-def natural_crops(n: int, seed: int) -> torch.Tensor:
-    """Random grayscale crops of scikit-learn's bundled photos, resized to 28x28."""
+def natural_crops(n: int, seed: int, indices=None) -> torch.Tensor:
+    """Random grayscale crops of scikit-learn's bundled photos, resized to 28x28; image i from default_rng([seed, i])."""
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
     photos = [Image.fromarray(p).convert("L") for p in load_sample_images().images]
     crops = []
-    for i in range(n):
+    for i in _indices(n, indices):
         rng = _rng(seed, i)
         photo = photos[int(rng.integers(len(photos)))]
         side = int(rng.integers(28, min(photo.size) // 2))
@@ -260,17 +267,17 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
 
 
-def scanned_digits(digits_u8: np.ndarray, seed: int, first: int = 0) -> list[np.ndarray]:
+def scanned_digits(digits_u8: np.ndarray, seed: int, indices=None) -> list[np.ndarray]:
     """MNIST digits as a scan or photo of paper shows them: dark ink on light paper, the digit drawn 40-120 px
     tall somewhere on a larger sheet, paper and ink levels, sensor noise and JPEG compression (quality 50-95)
-    drawn at random. digits_u8: (N, 28, 28) uint8 -> N grayscale images in [0, 1] of various sizes, image i
-    a function of (seed, first + i) and digit i (`first`: where these digits start in a larger set). They are
-    known digits: the user preprocessing must recover them."""
+    drawn at random. digits_u8: (N, 28, 28) uint8 -> N grayscale images in [0, 1] of various sizes; digits_u8[k]
+    is image indices[k] (k by default), a function of (seed, that index) and the digit. They are known digits:
+    the user preprocessing must recover them."""
     from PIL import Image
 
     scans = []
-    for i, digit in enumerate(digits_u8):
-        rng = _rng(seed, first + i)
+    for i, digit in zip(_indices(len(digits_u8), indices), digits_u8):
+        rng = _rng(seed, i)
         side = int(rng.integers(40, 121))
         width, height = (int(side * f) + 8 for f in rng.uniform(1.1, 2.5, 2))
         paper, ink = rng.uniform(0.75, 1.0), rng.uniform(0.0, 0.35)
@@ -285,10 +292,11 @@ def scanned_digits(digits_u8: np.ndarray, seed: int, first: int = 0) -> list[np.
     return scans
 
 
-def distorted_digits(digits: torch.Tensor, seed: int, noise_std: float = 0.3, max_degrees: float = 30.0) -> dict[str, torch.Tensor]:
-    """Known digits under covariate shift: Gaussian noise, rotation up to 30 degrees, and both. Digit i's noise and
-    angle come from default_rng([seed, i]), so image i is the same whatever the number of digits."""
-    draws = [_rng(seed, i) for i in range(len(digits))]
+def distorted_digits(digits: torch.Tensor, seed: int, noise_std: float = 0.3, max_degrees: float = 30.0,
+                     indices=None) -> dict[str, torch.Tensor]:
+    """Known digits under covariate shift: Gaussian noise, rotation up to 30 degrees, and both. digits[k] is image
+    indices[k] (k by default), its noise and angle from default_rng([seed, that index])."""
+    draws = [_rng(seed, i) for i in _indices(len(digits), indices)]
     noise = torch.from_numpy(np.stack([r.standard_normal((1, 28, 28), dtype=np.float32) for r in draws]) * noise_std) \
         if len(digits) else torch.zeros_like(digits)
     degrees = torch.tensor([r.uniform(-max_degrees, max_degrees) for r in draws], dtype=torch.float32)

@@ -97,7 +97,7 @@ def no_digit_image(seed: int, index: int) -> tuple[np.ndarray, str]:
     return sheet, kind
 
 
-def no_digit_images(n: int, seed: int, first: int = 0) -> tuple[list[np.ndarray], list[str]]:
-    """Images first .. first + n - 1 of the set, and their kinds."""
-    made = [no_digit_image(seed, i) for i in range(first, first + n)]
+def no_digit_images(n: int, seed: int, indices=None) -> tuple[list[np.ndarray], list[str]]:
+    """Images 0 .. n-1 of the set (or those of `indices`, in their order), and their kinds."""
+    made = [no_digit_image(seed, i) for i in (range(n) if indices is None else indices)]
     return [m[0] for m in made], [m[1] for m in made]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -126,22 +127,39 @@ class StageOutputs:
     while writing leaves the output folder untouched; a failure (or Ctrl-C) while moving puts every file
     back. Use it as a context manager so the staging folder goes however the stage ends. Only a hard kill
     during the final moves can leave old and new files side by side, each of them whole.
+
+    Made when the stage starts, it holds the folder's lock until the stage ends: a second run into the same folder
+    is refused in one line while the first runs. Staging folders left by a run that was killed are removed then.
     """
 
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
         self.written: list[str] = []
+        self._lock = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = _hold_the_folder(self.out_dir)
+            for stale in self.out_dir.glob(f"{STAGING_PREFIX}*"):  # left by a run that was killed: none is alive now
+                shutil.rmtree(stale, ignore_errors=True)
             self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
         except OSError as err:
+            self._release()
             raise UserError(f"cannot write to output folder {self.out_dir}: {err.strerror}") from err
+        except BaseException:
+            self._release()
+            raise
 
     def __enter__(self) -> "StageOutputs":
         return self
 
     def __exit__(self, *exc) -> None:
         self.discard()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file lets go of its lock
+            self._lock = None
 
     def discard(self) -> None:
         """Drops whatever was written and not yet moved in."""
@@ -225,6 +243,23 @@ class StageOutputs:
             folder = source.parent
             while folder != self.out_dir and _remove_if_empty(folder):
                 folder = folder.parent
+
+
+LOCK_NAME = ".osr_lock"
+
+
+def _hold_the_folder(out_dir: Path):
+    """Takes the output folder's lock (an advisory lock on an empty hidden file in it, which stays) for as long as
+    the stage runs, or refuses in one line when another run holds it. The system lets go of the lock however a run
+    ends, a kill included."""
+    lock = open(out_dir / LOCK_NAME, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UserError(f"{out_dir} is being written by another run; wait for it to end or choose another output "
+                        "folder") from None
+    return lock
 
 
 STAGING_PREFIX = ".osr_staging-"

@@ -132,10 +132,13 @@ def _draw_centred(char: str, face: ImageFont.FreeTypeFont, stroke: int) -> Image
     return canvas
 
 
-def generate(count: int, seed: int, font_dir: str | Path | None = None, progress: bool = False) -> list[dict]:
-    """`count` letters cycling A-Z, a-z; each a manifest row plus its uint8 (28, 28) "image"."""
+def generate(count: int, seed: int, font_dir: str | Path | None = None, progress: bool = False,
+             indices=None) -> list[dict]:
+    """`count` letters cycling A-Z, a-z (or those of `indices`, in their order); each a manifest row plus its uint8
+    (28, 28) "image"."""
     fonts = available_fonts(font_dir)
-    return [_sample(index, seed, fonts) for index in tqdm(range(count), disable=not progress, desc="letters")]
+    chosen = range(count) if indices is None else indices
+    return [_sample(index, seed, fonts) for index in tqdm(chosen, disable=not progress, desc="letters")]
 
 
 def _sample(index: int, seed: int, fonts: list[str]) -> dict:

@@ -54,11 +54,13 @@ PROXY_DESCRIPTIONS = {
 }
 
 
-def uniforms(n: int, k: int, seed: int) -> torch.Tensor:
-    """(n, k) uniform numbers, row i from default_rng([seed, i]): a proxy image is a function of (seed, i)."""
-    out = np.empty((n, k), np.float32)
-    for i in range(n):
-        out[i] = np.random.default_rng([seed, i]).random(k, dtype=np.float32)
+def uniforms(n: int, k: int, seed: int, indices=None) -> torch.Tensor:
+    """(n, k) uniform numbers, the row of index i from default_rng([seed, i]) (rows 0 .. n-1, or those of
+    `indices`, in their order): a proxy image is a function of (seed, i)."""
+    rows = range(n) if indices is None else list(indices)
+    out = np.empty((len(rows), k), np.float32)
+    for row, i in enumerate(rows):
+        out[row] = np.random.default_rng([seed, i]).random(k, dtype=np.float32)
     return torch.from_numpy(out)
 
 
@@ -175,16 +177,19 @@ def pixel_shuffles(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def blurs(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """u: (B, 1). Each digit blurred by a Gaussian of sigma 2.5-4 px, rescaled to its original peak."""
-    sigma = 2.5 + 1.5 * u[:, 0]
-    r = torch.arange(-12, 13, dtype=torch.float32)
-    kernels = torch.exp(-r[None] ** 2 / (2 * sigma[:, None] ** 2))
-    kernels = kernels / kernels.sum(1, keepdim=True)                           # (B, 25)
-    b = len(x)
-    rows = F.conv2d(x.reshape(1, b, 28, 28), kernels.view(b, 1, 25, 1), padding=(12, 0), groups=b)
-    both = F.conv2d(rows, kernels.view(b, 1, 1, 25), padding=(0, 12), groups=b).view_as(x)
-    peak = x.flatten(1).amax(1).view(-1, 1, 1, 1)
-    return (both / both.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1) * peak).clamp(0, 1)
+    """u: (B, 1). Each digit blurred by a Gaussian of sigma 2.5-4 px (zero padding), rescaled to its original peak.
+    One image at a time (K @ image @ K.T with K the 28x28 blur matrix, in float64): a batched convolution picks its
+    algorithm by batch size, and the same digit would blur a few ulps differently in another batch."""
+    offsets = np.arange(28)[:, None] - np.arange(28)[None, :]                  # (28, 28): row - column
+    out = np.empty((len(x), 28, 28), np.float32)
+    for b, (image, draw) in enumerate(zip(x[:, 0].double().numpy(), u[:, 0].double().numpy())):
+        sigma = 2.5 + 1.5 * draw
+        taps = np.exp(-np.arange(-12, 13) ** 2 / (2 * sigma ** 2))
+        taps /= taps.sum()
+        k = np.where(np.abs(offsets) <= 12, taps[np.clip(offsets + 12, 0, 24)], 0.0)
+        both = k @ image @ k.T
+        out[b] = np.clip(both / max(both.max(), 1e-6) * image.max(), 0, 1)
+    return torch.from_numpy(out).unsqueeze(1)
 
 
 def training_negatives(x: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -206,10 +211,11 @@ def negatives_from(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> tor
     return torch.where(chimera.view(-1, 1, 1, 1), chimeras(digits, labels, u, partners), overlays(digits, labels, u, partners))
 
 
-def validation_proxy(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-    """The selection proxy from validation digits: one set per family, image i a function of (seed, i)."""
+def validation_proxy(digits: torch.Tensor, labels: torch.Tensor, seed: int, indices=None) -> dict[str, torch.Tensor]:
+    """The validation proxy from validation digits: one set per family; digits[k] is image indices[k] (k by
+    default), each image a function of (seed, its index) and its digit."""
     n = len(digits)
-    u = uniforms(n, 1 + 784 + 1, seed)
+    u = uniforms(n, 1 + 784 + 1, seed, indices)
     posable = pose_changes_class(labels)
     return {
         "pose": poses(digits[posable], labels[posable], u[posable, :1]),

@@ -2,10 +2,14 @@
 checkpoint that loads and scores like a single-process one, and --resume carries on a run."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 import torch
 
 import train
@@ -31,12 +35,19 @@ def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
     return score_images(trained.model, images, trained.known_classes, trained.device).pred, labels.numpy()
 
 
-def test_two_processes_train_one_checkpoint_that_scores_like_one_process(tmp_path, data_dir):
-    single, ddp = tmp_path / "single.pt", tmp_path / "ddp.pt"
-    assert train.main([*FLAGS, "--data-dir", data_dir, "--out", str(single)]) == 0
+@pytest.fixture(scope="module")
+def ddp_checkpoint(tmp_path_factory, data_dir):
+    """An uninterrupted two-process run."""
+    ddp = tmp_path_factory.mktemp("ddp") / "ddp.pt"
     run = torchrun(*FLAGS, "--data-dir", data_dir, "--out", str(ddp))
     assert run.returncode == 0, run.stderr[-2000:]
     assert "2 processes" in run.stderr
+    return ddp
+
+
+def test_two_processes_train_one_checkpoint_that_scores_like_one_process(tmp_path, data_dir, ddp_checkpoint):
+    single, ddp = tmp_path / "single.pt", ddp_checkpoint
+    assert train.main([*FLAGS, "--data-dir", data_dir, "--out", str(single)]) == 0
     a, b = load_checkpoint(single), load_checkpoint(ddp)
     assert torch.equal(a["val_indices"], b["val_indices"]) and a["known_classes"] == b["known_classes"]
     assert [h["epoch"] for h in b["metrics"]["history"]] == [1, 2]
@@ -49,22 +60,28 @@ def test_two_processes_train_one_checkpoint_that_scores_like_one_process(tmp_pat
     assert (pred_a == pred_b).mean() > 0.95
 
 
-def test_torchrun_resumes_an_interrupted_run(tmp_path, data_dir, monkeypatch):
+def test_torchrun_resumes_an_interrupted_run_to_the_same_weights(tmp_path, data_dir, ddp_checkpoint):
+    """A two-process run interrupted once its first epoch is saved, then resumed under torchrun, ends with the
+    weights of the uninterrupted two-process run, bit for bit."""
     out = tmp_path / "model.pt"
-
-    def interrupted(*args, **kwargs):
-        if kwargs["epoch"] == 2:
-            raise KeyboardInterrupt
-        return real_train_one_epoch(*args, **kwargs)
-    real_train_one_epoch = training.train_one_epoch
-    monkeypatch.setattr(training, "train_one_epoch", interrupted)
-    assert train.main([*FLAGS, "--data-dir", data_dir, "--out", str(out)]) == 130  # Ctrl-C: one line, exit 130
-    assert (tmp_path / "model.pt.resume").is_file() and not out.exists()
-    run = torchrun(*FLAGS, "--data-dir", data_dir, "--out", str(out), "--resume")
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "resuming after epoch 1" in run.stderr
-    assert [h["epoch"] for h in load_checkpoint(out)["metrics"]["history"]] == [1, 2]
-    assert not (tmp_path / "model.pt.resume").exists()
+    resume = tmp_path / "model.pt.resume"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"),
+           *FLAGS, "--data-dir", data_dir, "--out", str(out)]
+    run = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not resume.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in its terminal: every process of the run gets it
+    run.wait(timeout=120)
+    assert resume.is_file() and not out.exists(), "the run ended before it could be interrupted in its second epoch"
+    resumed = torchrun(*FLAGS, "--data-dir", data_dir, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming after epoch 1" in resumed.stderr
+    assert not resume.exists()
+    a, b = load_checkpoint(out), load_checkpoint(ddp_checkpoint)
+    assert [h["epoch"] for h in a["metrics"]["history"]] == [1, 2]
+    for key, value in b["state_dict"].items():
+        assert torch.equal(value, a["state_dict"][key]), key
 
 
 def test_each_rank_forwards_its_own_half_of_every_batch():

@@ -1,12 +1,13 @@
-"""Every generated set is a function of (seed, index): image i is the same whether 10 or 10,000 are made, and
-the sets made from digits never pair a digit with one of its own class."""
+"""Every generated set is a function of (seed, index): image i is the same whether 10 or 10,000 are made, made
+alone, in a batch that starts elsewhere, or in another order; the sets made from digits never pair a digit with
+one of its own class."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from osr_core import characters, data, letters, outliers
+from osr_core import characters, data, forms, letters, outliers
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,38 @@ def test_sets_made_from_digits_keep_image_i_whatever_the_number_of_digits(mnist,
         assert np.array_equal(np.asarray(small[i]), np.asarray(large[i])), i
 
 
+# name -> make(indices): the images of those indices, in that order (made from the digits of those indices).
+def _makers(digits, labels):
+    u8 = (digits[:, 0] * 255).round().to(torch.uint8).numpy()
+    pick = lambda idx: torch.as_tensor(list(idx), dtype=torch.long)
+    return {
+        "uniform_noise": lambda idx: data.uniform_noise(0, 5, idx),
+        "natural_crops": lambda idx: data.natural_crops(0, 5, idx),
+        "mnist_noise": lambda idx: data.mnist_noise(digits[pick(idx)], 5, idx),
+        "rotation_and_noise": lambda idx: data.distorted_digits(digits[pick(idx)], 5, indices=idx)["rotation_and_noise"],
+        "scans": lambda idx: data.scanned_digits(u8[list(idx)], 5, idx),
+        "no_digit": lambda idx: forms.no_digit_images(0, 5, idx)[0],
+        "letters": lambda idx: [s["image"] for s in letters.generate(0, 5, indices=idx)],
+        "characters": lambda idx: [s["image"] for s in characters.generate(0, 5, indices=idx)],
+        "pixel_shuffle": lambda idx: outliers.validation_proxy(digits[pick(idx)], labels[pick(idx)], 5, idx)["pixel_shuffle"],
+        "blur": lambda idx: outliers.validation_proxy(digits[pick(idx)], labels[pick(idx)], 5, idx)["blur"],
+    }
+
+
+@pytest.mark.parametrize("name", ["uniform_noise", "natural_crops", "mnist_noise", "rotation_and_noise", "scans",
+                                  "no_digit", "letters", "characters", "pixel_shuffle", "blur"])
+def test_image_i_is_the_same_alone_in_a_batch_starting_elsewhere_and_in_another_order(mnist, name):
+    """A generator that drew from one random stream for the whole batch would fail every comparison here."""
+    make = _makers(*mnist)[name]
+    batch = make(range(20))
+    alone = make([13])[0]
+    shifted = make(range(10, 16))[3]
+    backwards = make(range(19, -1, -1))[19 - 13]
+    for other in (alone, shifted, backwards):
+        assert np.array_equal(np.asarray(batch[13]), np.asarray(other))
+    assert not np.array_equal(np.asarray(batch[13]), np.asarray(batch[12]))
+
+
 def test_partners_are_never_of_the_same_class(mnist):
     _, labels = mnist
     for seed in range(3):
@@ -77,11 +110,20 @@ def test_chimeras_join_two_digits_and_overlays_hold_both(mnist):
 
 
 def test_poses_leave_no_digit_a_pose_keeps(mnist):
+    """Each posed image is its digit under one of the poses allowed for that digit, and never under a pose that
+    leaves it a digit (a 6 is never turned half round into a 9, a 1 never mirrored); every allowed pose is used."""
     digits, labels = mnist
     posed = outliers.validation_proxy(digits, labels, 0)["pose"]
-    assert len(posed) == int((~torch.isin(labels, torch.tensor([0, 8]))).sum())
-    kept = outliers.pose_changes_class(labels)
-    assert not kept[labels == 0].any() and not kept[labels == 8].any() and kept[labels == 1].all()
+    changed = outliers.pose_changes_class(labels)
+    assert len(posed) == int((~torch.isin(labels, torch.tensor([0, 8]))).sum()) == int(changed.sum())
+    assert not changed[labels == 0].any() and not changed[labels == 8].any() and changed[labels == 1].all()
+    used = set()
+    for image, digit, label in zip(posed, digits[changed], labels[changed].tolist()):
+        matching = {name for name, pose in outliers.POSES.items() if torch.equal(pose(digit[None])[0], image)}
+        allowed = {name for name, keeps in outliers.POSE_KEEPS_A_DIGIT.items() if label not in keeps}
+        assert matching & allowed, (label, matching)  # a pose chosen regardless of the digit fails here
+        used |= matching & allowed
+    assert used == set(outliers.POSES)
 
 
 def test_distortions_stay_within_their_stated_ranges(mnist):

@@ -11,7 +11,9 @@ import torch
 
 from osr_core import io as osr_io
 from osr_core.cli import UserError
-from osr_core.io import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, MANIFEST_NAME, StageOutputs
+from osr_core.io import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, LOCK_NAME, MANIFEST_NAME, StageOutputs
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _mode(path):
@@ -94,14 +96,14 @@ def test_rerun_removes_a_subfolder_it_emptied(tmp_path):
     out = tmp_path / "out"
     _run(out, ["a.txt", "sub/c.txt"])
     _run(out, ["a.txt"])
-    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt"]
+    assert sorted(os.listdir(out)) == [LOCK_NAME, MANIFEST_NAME, "a.txt"]
 
 
 def test_rerun_removes_nested_subfolders_it_emptied(tmp_path):
     out = tmp_path / "out"
     _run(out, ["a.txt", "deep/er/c.txt"])
     _run(out, ["a.txt"])
-    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt"]
+    assert sorted(os.listdir(out)) == [LOCK_NAME, MANIFEST_NAME, "a.txt"]
 
 
 def _plant_manifest(out, names):
@@ -283,7 +285,7 @@ def test_a_failure_at_any_write_leaves_the_previous_outputs_exactly_as_they_were
     with pytest.raises(UserError):
         _stage(out, ["a.txt", "d.txt", "sub/c.txt", "sub/e.txt", "f.txt"], fail_at=fail_at)
     assert _snapshot(out) == before
-    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt", "b.txt", "mine.txt", "sub"]  # no staging left
+    assert sorted(os.listdir(out)) == [LOCK_NAME, MANIFEST_NAME, "a.txt", "b.txt", "mine.txt", "sub"]  # no staging left
 
 
 def test_a_real_write_error_midway_is_one_user_error_and_changes_nothing(tmp_path, monkeypatch):
@@ -302,7 +304,7 @@ def test_a_real_write_error_midway_is_one_user_error_and_changes_nothing(tmp_pat
     monkeypatch.setattr(osr_io.os, "fsync", second_write_hits_a_full_disk)
     with pytest.raises(UserError, match=r"cannot write .*b.txt: No space left on device"):
         _stage(out, ["a.txt", "b.txt", "c.txt"])
-    assert _snapshot(out) == before and sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt", "b.txt"]
+    assert _snapshot(out) == before and sorted(os.listdir(out)) == [LOCK_NAME, MANIFEST_NAME, "a.txt", "b.txt"]
 
 
 @pytest.mark.parametrize("fail_on_move", [1, 3, 5])
@@ -323,7 +325,7 @@ def test_a_failure_while_moving_the_new_outputs_in_puts_every_file_back(tmp_path
         _stage(out, ["a.txt", "sub/c.txt", "new/deep/d.txt"])
     monkeypatch.setattr(osr_io.os, "replace", real_replace)
     assert _snapshot(out) == before
-    assert sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt", "b.txt", "mine.txt", "sub"]
+    assert sorted(os.listdir(out)) == [LOCK_NAME, MANIFEST_NAME, "a.txt", "b.txt", "mine.txt", "sub"]
 
 
 def test_ctrl_c_while_writing_leaves_no_staging_folder(tmp_path):
@@ -334,7 +336,7 @@ def test_ctrl_c_while_writing_leaves_no_staging_folder(tmp_path):
         with StageOutputs(out) as outputs:
             outputs.write_text("a.txt", "new")
             raise KeyboardInterrupt
-    assert _snapshot(out) == before and sorted(os.listdir(out)) == [MANIFEST_NAME, "a.txt"]
+    assert _snapshot(out) == before and sorted(os.listdir(out)) == [LOCK_NAME, MANIFEST_NAME, "a.txt"]
 
 
 def test_a_file_the_new_run_replaces_that_no_manifest_listed_is_replaced_and_listed(tmp_path):
@@ -343,3 +345,51 @@ def test_a_file_the_new_run_replaces_that_no_manifest_listed_is_replaced_and_lis
     (out / "a.txt").write_text("left by hand")
     _run(out, ["a.txt"])
     assert (out / "a.txt").read_text() == "a.txt\n" and _manifest(out) == ["a.txt"]
+
+
+# ----------------------------------------------------------------------------------- runs that die or overlap
+HOLD = """
+import sys, time
+from osr_core.io import StageOutputs
+outputs = StageOutputs(sys.argv[1])
+outputs.write_text("half.txt", "a run that will not finish")
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(out):
+    """A run in another process that has started writing into `out` and goes on running."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "out"
+    first = _holder(out)
+    try:
+        with pytest.raises(UserError, match=rf"{out} is being written by another run; wait for it to end"):
+            StageOutputs(out)
+    finally:
+        first.kill()
+        first.wait()
+    with StageOutputs(out) as outputs:  # once it has ended, the folder is free again
+        outputs.write_text("a.txt", "x")
+        outputs.finish()
+    assert (out / "a.txt").read_text() == "x"
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    out = tmp_path / "out"
+    killed = _holder(out)
+    killed.kill()  # SIGKILL: nothing of its own clean-up runs
+    killed.wait()
+    left = [p for p in out.iterdir() if p.name.startswith(osr_io.STAGING_PREFIX)]
+    assert len(left) == 1 and (left[0] / "half.txt").is_file()
+    _stage(out, ["a.txt"])
+    assert not [p for p in out.iterdir() if p.name.startswith(osr_io.STAGING_PREFIX)]
+    assert (out / "a.txt").read_text() == "a.txt new\n" and not (out / "half.txt").exists()

@@ -118,7 +118,7 @@ def test_the_no_digit_set_is_a_function_of_seed_and_index():
     images_, kinds = forms.no_digit_images(20, 3)
     for i, (image, kind) in zip((0, 7, 19), alone):
         assert np.array_equal(images_[i], image) and kinds[i] == kind
-    later, _ = forms.no_digit_images(5, 3, first=15)
+    later, _ = forms.no_digit_images(5, 3, indices=range(15, 20))
     assert all(np.array_equal(a, b) for a, b in zip(later, images_[15:]))
     assert set(kinds) <= set(forms.KINDS) and not np.array_equal(images_[0], forms.no_digit_image(4, 0)[0])
 

@@ -26,10 +26,15 @@ def test_the_wheel_holds_osr_core_and_declares_its_dependencies(tmp_path):
     modules = {n.split("/", 1)[1] for n in names if n.startswith("osr_core/")}
     assert {f.name for f in (ROOT / "osr_core").glob("*.py")} == modules
     assert not [n for n in names if n.startswith(("tests/", "train.py", "artifacts/"))]
-    required = {r.split(">=")[0].split(";")[0].strip() for r in meta.get_all("Requires-Dist") if "extra ==" not in r}
+    declared = meta.get_all("Requires-Dist")
+    name = lambda r: r.split(">=")[0].split(";")[0].strip()
+    required = {name(r) for r in declared if "extra ==" not in r}
+    test_extra = {name(r) for r in declared if "extra == \"test\"" in r}
     pinned = {line.split("==")[0] for line in (ROOT / "requirements.txt").read_text().splitlines()
-              if line and not line.startswith("#") and not line.startswith("pytest")}
-    assert pinned <= required, pinned - required
+              if line and not line.startswith("#")}
+    test_only = {"pytest", "playwright"}                            # what the suite needs, not the package
+    assert pinned - test_only <= required, pinned - test_only - required
+    assert test_only <= test_extra, test_only - test_extra
 
 
 def test_the_installed_package_exposes_the_front_door_from_anywhere(tmp_path):

@@ -9,7 +9,7 @@ known class exactly once, and only the checkpoint's known classes take part (ins
 4 unknown digits never do). Features trained with a class have already seen it, so each auxiliary model is trained
 from scratch, never made by refitting heads on the checkpoint's features.
 
-An auxiliary model costs less than the checkpoint (FoldBudget: fewer epochs on fewer images); `make bench` measures
+An auxiliary model costs less than the checkpoint (FoldBudget: fewer epochs on fewer images); `make benchmark-folds` measures
 how its ranking of the candidate scores agrees with auxiliary models trained on the full recipe. Auxiliary
 checkpoints are kept in a folder and reused while the recipe they record is exactly the one asked for.
 """

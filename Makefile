@@ -87,7 +87,7 @@ benchmark-osr: install data
 	  --thresholds $(ART)/reconstruction_errors.txt --letters-dir $(ART)/letters --out-dir $(ART)/osr \
 	  --splits-dir $(ART)/unseen_digits --device $(DEVICE) $(COMPARE)
 
-# What was tried for near-OOD: each method trained, calibrated and evaluated by the stage scripts (~12 minutes),
+# What was tried for near-OOD: each method trained, calibrated and evaluated by the stage scripts,
 # then the main report again, with the table.
 benchmark-methods: install data letters
 	$(RUN) benchmarks/methods.py --data-dir $(DATA) --letters-dir $(ART)/letters --out-dir $(ART)/methods

@@ -127,17 +127,24 @@ def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, lette
     import subprocess
     import sys
 
-    def run(folder):
-        folder.mkdir()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        done = subprocess.run([sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)], cwd=folder, env=env,
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
+    # The two runs go at once, one torch thread each: the same thread count in both, so the same sums.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        runs[name] = subprocess.Popen([sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)],
+                                      cwd=tmp_path / name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True)
+
+    def files(name):
+        folder = tmp_path / name
+        stderr = runs[name].communicate()[1]
+        assert runs[name].returncode == 0, stderr[-2000:]
         names = ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv", "osr/metrics.json",
                  "osr/report.md", *sorted(str(p.relative_to(folder)) for p in (folder / "leave_out").iterdir())]
         return {n: (folder / n).read_bytes() for n in names}
 
-    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    first, second = files("a"), files("b")
     assert list(first)[:6] == ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv",
                                "osr/metrics.json", "osr/report.md"] and len(first) == 6 + 5   # and 5 fold models
     assert list(first) == list(second)

@@ -71,7 +71,7 @@ COMPONENTS = {
 FUSABLE = ("pixel_recon", "feature_recon", "energy", "mahalanobis")
 # Positive, right-skewed errors are standardised on a log scale.
 LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
-AUTO = "auto"  # stage 2: choose the decision score on the validation proxy
+AUTO = "auto"  # stage 2: choose the decision score on validation data (selection.py)
 
 
 # The fusions: the one-sided mean of the z-scores' positive parts (the candidates'), and a plain mean (by name only).

@@ -24,7 +24,6 @@ Prints one table and writes bench.json with the core count and the torch version
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import platform
 import shutil
@@ -50,7 +49,7 @@ from osr_core.models import ModelConfig, build_model  # noqa: E402
 from osr_core.leave_out import FoldBudget  # noqa: E402
 from osr_core.pipeline import Trained, decide, load_calibration, load_trained, select_on_validation  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
-from osr_core.training import Recipe, finish_fitting, joint_loss, train_one_epoch  # noqa: E402
+from osr_core.training import Recipe, joint_loss, train_one_epoch  # noqa: E402
 
 TRAIN_IMAGES, TRAIN_BATCH = 8192, Recipe.batch_size  # the default batch, so the loop is measured as train.py runs it
 SCORE_BATCH = 256
@@ -71,6 +70,17 @@ def median_rate(fn, n_images: int, repeats: int) -> float:
     return n_images / statistics.median(timings(fn, repeats))
 
 
+def train_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool):
+    """One bare training step of the joint model (forward in bf16 autocast if asked): (loss, outputs)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model(x)
+    loss, _ = joint_loss(out, x, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, out
+
+
 def bench_training(data_dir: str, repeats: int) -> dict:
     """train.py's loop against a bare loop of the same model, loss and optimiser on float batches already in memory,
     and the bare loop with each of the real loop's extra steps added, to say where the difference goes. The loops
@@ -89,13 +99,7 @@ def bench_training(data_dir: str, repeats: int) -> dict:
                for i in range(0, len(images), TRAIN_BATCH)]
 
     def step(x, y):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
-            out = model(x)
-        loss, _ = joint_loss(out, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss, out
+        return train_step(model, optimizer, x, y, recipe.bf16)
 
     def bare():
         model.train()
@@ -156,12 +160,7 @@ def bench_precision(data_dir: str, repeats: int) -> dict:
     def steps(bf16: bool):
         def run():
             for _ in range(10):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    out = model(x)
-                loss, _ = joint_loss(out, x, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                train_step(model, optimizer, x, y, bf16)
         return run
     fp32, bf16 = statistics.median(timings(steps(False), repeats)), statistics.median(timings(steps(True), repeats))
     return {"measured": True, "fp32_step_s": fp32 / 10, "bf16_step_s": bf16 / 10, "speedup": fp32 / bf16}
@@ -176,14 +175,13 @@ CURVES = [
 
 
 def run_quality(model, d: training.Split, recipe: Recipe, data_dir: str, folds_dir: Path, device: torch.device) -> dict:
-    """What a finished run is worth on validation data: its accuracy, and stage 2's choice with its leave-classes-out
-    AUROC (fold models trained by the run's own recipe, at stage 2's budget) and its lowest far-family AUROC."""
-    snapshot = copy.deepcopy(model)
-    finish_fitting(snapshot, *d.fit_images, device)
+    """What a finished run (a model as its checkpoint holds it, batch norm and class Gaussians fitted) is worth on
+    validation data: its accuracy, and stage 2's choice with its leave-classes-out AUROC (fold models trained by the
+    run's own recipe, at stage 2's budget) and its lowest far-family AUROC."""
     images = data.to_float(d.val_images)
-    trained = Trained(snapshot, {"known_classes": d.known, "recipe": recipe.to_dict(), "val_indices": d.val_indices},
+    trained = Trained(model, {"known_classes": d.known, "recipe": recipe.to_dict(), "val_indices": d.val_indices},
                       "", device)
-    val = score_images(snapshot, images, d.known, device, 512)
+    val = score_images(model, images, d.known, device, 512)
     selection = select_on_validation(trained, val, images, d.val_labels, data_dir, folds_dir, FoldBudget(), recipe.seed,
                                      512)
     row = selection.table[selection.chosen]

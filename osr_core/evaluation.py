@@ -144,7 +144,7 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
     n = min(SCANS, len(digits))
     u8 = (digits[:n, 0] * 255).round().to(torch.uint8).numpy()
     # Made and read a few hundred at a time: thousands of sheet-sized arrays at once fragment the heap.
-    shifted["scans"] = torch.cat([as_batch(data.scanned_digits(u8[i:i + 250], seed, range(i, i + 250)))
+    shifted["scans"] = torch.cat([as_batch(data.scanned_digits(u8[i:i + 250], seed, range(i, min(i + 250, n))))
                                   for i in range(0, n, 250)])
     shifted["scans_in_mnist_form"] = digits[:n]
     results = {}

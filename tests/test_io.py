@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from osr_core import io as osr_io
 from osr_core.cli import UserError
 from osr_core.io import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, LOCK_NAME, MANIFEST_NAME, StageOutputs
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _mode(path):

@@ -32,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import reading_before  # noqa: E402
 import train  # noqa: E402
 from osr_core import OpenSetRecognizer, cli, data, images, mnist_style, plots, training  # noqa: E402
 from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
@@ -255,22 +257,28 @@ SCANS = 1000  # scanned digits, 60-120 px tall on larger sheets, saved as JPEG f
 
 
 @contextmanager
-def one_at_a_time(pillow_median: bool = False):
-    """Reading as before the fast path: every image in the calling thread (and with Pillow's median filter)."""
-    saved = images.PARALLEL_FROM, mnist_style.median3
+def one_at_a_time(as_before: bool = False):
+    """Reading in the calling process, one image at a time; as_before: with the per-image preprocessing as it was
+    before it was made fast (benchmarks/reading_before.py), which gives the same images."""
+    saved = images.PARALLEL_FROM, images.to_mnist_form
     images.PARALLEL_FROM = 10 ** 9
-    if pillow_median:
-        mnist_style.median3 = mnist_style.median3_pil
+    if as_before:
+        images.to_mnist_form = reading_before.to_mnist_form
     try:
         yield
     finally:
-        images.PARALLEL_FROM, mnist_style.median3 = saved
+        images.PARALLEL_FROM, images.to_mnist_form = saved
+
+
+READING_PATHS = {"per_image_before": partial(one_at_a_time, as_before=True), "fast_one_core": one_at_a_time,
+                 "fast_all_cores": nullcontext}
 
 
 def bench_reading(data_dir: str, out_dir: Path, checkpoint: Path, thresholds: Path, repeats: int) -> dict:
     """Images/s of reading and preprocessing scans (from JPEG files and from decoded arrays): the per-image path as it
-    was (one image at a time, Pillow's median filter), the fast path on one core, and on every core; and the front
-    door's predict() on 10,000 MNIST-shaped uint8 arrays against the scoring path on the same images."""
+    was (one_at_a_time(as_before=True)), the fast path on one core, and on every core; and the front door's
+    predict() on 10,000 MNIST-shaped uint8 arrays against the scoring path on the same images. The three paths take
+    turns within each repeat, so a machine that speeds up or slows down during the run affects them alike."""
     digits = data.load_mnist(data_dir, train=False)[0]
     scans = data.scanned_digits(digits[:SCANS].numpy(), seed=3)
     folder = out_dir / "scans"
@@ -282,11 +290,15 @@ def bench_reading(data_dir: str, out_dir: Path, checkpoint: Path, thresholds: Pa
     arrays = [np.rint(s * 255).astype(np.uint8) for s in scans]
     rates = {}
     for source, given in (("files", files), ("arrays", arrays)):
-        with one_at_a_time(pillow_median=True):
-            rates[f"{source}_per_image_before"] = median_rate(lambda: images.as_batch(given), len(given), repeats)
-        with one_at_a_time():
-            rates[f"{source}_fast_one_core"] = median_rate(lambda: images.as_batch(given), len(given), repeats)
-        rates[f"{source}_fast_all_cores"] = median_rate(lambda: images.as_batch(given), len(given), repeats)
+        times = {path: [] for path in READING_PATHS}
+        for repeat in range(repeats + 1):  # the first round warms up
+            for path, reading in READING_PATHS.items():
+                with reading():
+                    start = time.perf_counter()
+                    images.as_batch(given)
+                    if repeat:
+                        times[path].append(time.perf_counter() - start)
+        rates.update({f"{source}_{path}": len(given) / statistics.median(t) for path, t in times.items()})
     result = {"scans": SCANS, "images_per_s": rates,
               "files_speedup": rates["files_fast_all_cores"] / rates["files_per_image_before"],
               "arrays_speedup": rates["arrays_fast_all_cores"] / rates["arrays_per_image_before"]}

@@ -1,5 +1,5 @@
-"""Nothing is named a digit where none was written, the answer says why, and reading scans on every core gives
-exactly the images the one-at-a-time path gives."""
+"""Nothing is named a digit where none was written, the answer says why, and reading scans fast and on every core
+gives exactly the images the per-image path gave (benchmarks/reading_before.py)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,8 @@ from PIL import Image
 import test_letters
 from osr_core import data, forms, images, mnist_style
 from osr_core.images import as_batch, load_images
-from osr_core.mnist_style import has_writing, median3, median3_pil, to_mnist_form
+from benchmarks import reading_before
+from osr_core.mnist_style import has_writing, high_percentile, median3, median3_pil, to_mnist_form
 
 
 def _paper(height, width, level=0.92, grain=0.02, seed=0):
@@ -144,18 +145,34 @@ def scan_files(tmp_path_factory, data_dir):
     return folder, scans + blanks
 
 
-def test_reading_on_every_core_gives_the_one_at_a_time_images(scan_files, monkeypatch):
+def test_reading_on_every_core_gives_the_images_of_the_per_image_path_as_it_was(scan_files, monkeypatch):
     folder, arrays = scan_files
     files = sorted(str(p) for p in folder.iterdir())
     fast_files, fast_arrays, fast_folder = as_batch(files), as_batch(arrays), load_images([folder]).images
-    # The per-image path as it was: one image at a time, in this thread, with Pillow's median filter.
+    # The per-image path as it was: one image at a time, in this process, with the preprocessing before it was fast.
     monkeypatch.setattr(images, "PARALLEL_FROM", 10 ** 9)
-    monkeypatch.setattr(mnist_style, "median3", median3_pil)
+    monkeypatch.setattr(images, "to_mnist_form", reading_before.to_mnist_form)
     assert torch.equal(fast_files, as_batch(files))
     assert torch.equal(fast_folder, load_images([folder]).images)
     one_at_a_time = torch.cat([as_batch(a) for a in arrays])
     assert torch.equal(fast_arrays, one_at_a_time)
     assert fast_arrays.flatten(1).amax(1).eq(0).sum() >= 30          # the blanks are blank, the scans are not
+    for gray in arrays[:40]:
+        for invert in ("yes", "no"):                                 # the wrong polarity too: other paths inside
+            assert np.array_equal(to_mnist_form(gray, invert), reading_before.to_mnist_form(gray, invert))
+
+
+def test_the_top_percentile_is_numpys_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        values = rng.random(rng.integers(20, 160, 2)).astype(np.float32)
+        if trial % 3 == 0:
+            values = np.round(values * 255) / 255                     # 8-bit levels: many ties
+        elif trial % 3 == 1:
+            values = values ** rng.uniform(1, 20)                     # a few bright pixels on a dark page
+        if trial % 7 == 0:
+            values[:] = 0.3
+        assert high_percentile(values, 99.9) == float(np.percentile(values, 99.9)), values.shape
 
 
 def test_stacks_of_mnist_shaped_arrays_are_recognised_whole(data_dir):
@@ -167,3 +184,59 @@ def test_stacks_of_mnist_shaped_arrays_are_recognised_whole(data_dir):
     for invert in ("yes", "no"):
         assert np.array_equal(as_batch(digits, invert).squeeze(1).numpy(),
                               np.stack([to_mnist_form(d, invert) for d in digits]))
+
+
+SLOW_READ = """
+import sys, time
+from pathlib import Path
+from osr_core import images
+started = Path(sys.argv[1])
+def slow(i):
+    started.touch()
+    time.sleep(0.05)
+    return i
+images.parallel_map(slow, list(range(400)))
+"""
+
+
+@pytest.mark.skipif(not images._can_fork(), reason="reading on every core forks, which only Linux does here")
+def test_ctrl_c_while_reading_on_every_core_stops_the_workers_quietly(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: the reader stops with the parent's one
+    KeyboardInterrupt, and no worker is left running or prints a traceback of its own."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    started = tmp_path / "started"
+    run = subprocess.Popen([sys.executable, "-c", SLOW_READ, str(started)], cwd=images.Path(__file__).parents[1],
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)                                                 # the workers are busy now
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode != 0 and err.count("KeyboardInterrupt") == 1, err[-2000:]
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):                         # no process of the group is left
+        os.killpg(run.pid, 0)
+
+
+def test_filtering_near_the_strokes_equals_filtering_the_whole_page_there():
+    from osr_core.mnist_style import STROKE, _median3_near_strokes
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        height, width = rng.integers(8, 90, 2)
+        ink = (rng.random((height, width)) * 0.49).astype(np.float32)   # faint everywhere
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        ink[top:top + rng.integers(1, 12), left:left + rng.integers(1, 12)] = 0.9  # a strong stroke anywhere
+        reach = int(rng.integers(1, 6))
+        rows = np.flatnonzero((ink >= STROKE).any(axis=1))
+        cols = np.flatnonzero((ink >= STROKE).any(axis=0))
+        near = (slice(max(rows[0] - reach, 0), rows[-1] + reach + 1), slice(max(cols[0] - reach, 0), cols[-1] + reach + 1))
+        filtered = _median3_near_strokes(ink, reach)
+        assert np.array_equal(filtered[near], median3(ink)[near]), trial
+        outside = np.ones_like(ink, bool)
+        outside[near] = False
+        assert not filtered[outside].any(), trial

@@ -151,7 +151,7 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     if min(ink.shape) >= DENOISE_FROM:  # sensor grain and JPEG specks; strokes there are several pixels wide
         ink = _median3_near_strokes(ink, reach=pad)
     ink[ink < INK_FLOOR] = 0.0
-    rows, cols = _strong_rows_and_columns(ink)
+    rows, cols = _rows_and_columns(ink >= STROKE)
     if rows.size == 0:  # the grain filter took what strong ink there was
         return np.zeros((SIDE, SIDE), np.float32)
     box = ink[max(rows[0] - pad, 0):rows[-1] + pad + 1, max(cols[0] - pad, 0):cols[-1] + pad + 1]
@@ -160,9 +160,9 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     return out / top if top > 0 else out  # a thin stroke shrunk to 20 px stays as bright as MNIST's
 
 
-def _strong_rows_and_columns(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    strong = ink >= STROKE
-    return np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
+def _rows_and_columns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the rows and of the columns of `mask` (H, W) that hold a True."""
+    return np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
 
 
 def _median3_near_strokes(ink: np.ndarray, reach: int) -> np.ndarray:
@@ -171,7 +171,7 @@ def _median3_near_strokes(ink: np.ndarray, reach: int) -> np.ndarray:
     pixel outside it has at most three strong neighbours of nine, so its median stays below STROKE), so the crop
     (the box after filtering plus `reach`) lies within the region filtered here, each pixel of it filtered with
     its true neighbours (one pixel more on each side; the image's own edges replicated, as median3 does)."""
-    rows, cols = _strong_rows_and_columns(ink)
+    rows, cols = _rows_and_columns(ink >= STROKE)
     out = np.zeros_like(ink)
     if rows.size == 0:
         return out
@@ -245,6 +245,17 @@ def _crosses_the_field(upright: np.ndarray, printed: np.ndarray) -> bool:
     return rows[-1] - rows[0] + 1 >= 0.95 * height and bool(((lines > rows[0]) & (lines < rows[-1])).any())
 
 
+def _a_strong_stroke_spans(strong: np.ndarray, length: float) -> bool:
+    """Whether the strong ink alone holds a connected stroke at least `length` long or tall. Such a stroke lies in a
+    mark (strong ink is marked ink) that is no speck and holds strong ink, so with no printed line it is writing;
+    found on the box of the strong ink only, not the whole page."""
+    rows, cols = _rows_and_columns(strong)
+    if rows.size == 0 or max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < length:
+        return False
+    labels, _ = ndimage.label(strong[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], structure=np.ones((3, 3)))
+    return any(max(r.stop - r.start, c.stop - c.start) >= length for r, c in ndimage.find_objects(labels))
+
+
 def has_writing(ink: np.ndarray) -> bool:
     """Whether the ink of an image ((H, W) in [0, 1], paper at 0) holds anything written, rather than only dust and
     the printed parts of a form: lines across the field (ruling, a baseline), the sides of a box around it, the
@@ -257,6 +268,9 @@ def has_writing(ink: np.ndarray) -> bool:
     columns = np.flatnonzero(upright.any(axis=0))
     if columns.size and (columns[-1] - columns[0] >= width / 2 or _crosses_the_field(upright, printed)):
         printed |= upright
+    speck = max(SPECK_PX, SPECK_FRACTION * min(height, width))
+    if not printed.any() and _a_strong_stroke_spans(strong, speck):  # the common case of a written digit, quickly
+        return True
     # A mark is traced through its faint ink too, so a stroke that scanned as a row of dots stays one mark; it
     # must hold strong ink somewhere.
     marks = ink >= INK_FLOOR
@@ -264,7 +278,6 @@ def has_writing(ink: np.ndarray) -> bool:
         marks &= ~ndimage.binary_dilation(printed)
         near_print = ndimage.binary_dilation(printed, iterations=2)
     labels, _ = ndimage.label(marks, structure=np.ones((3, 3)))
-    speck = max(SPECK_PX, SPECK_FRACTION * min(height, width))
     for index, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
         mark = labels[rows, cols] == index
         tall, wide = rows.stop - rows.start, cols.stop - cols.start

@@ -30,6 +30,7 @@ import stat
 import sys
 import threading
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -149,16 +150,18 @@ def _map_in_forked_workers(fn, items: Sequence, workers: int) -> list:
     _WORK = (fn, items)
     step = max(1, -(-len(items) // (workers * 8)))  # a few chunks per worker, so one slow chunk cannot idle the rest
     chunks = [(start, min(start + step, len(items))) for start in range(0, len(items), step)]
+    # A worker that dies (killed, out of memory) fails the call with BrokenProcessPool instead of hanging it.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_ctrl_c)
     try:
         with warnings.catch_warnings():
             # Python 3.12+ warns that forking a process with threads (torch's idle thread pool) may deadlock the
             # child. The workers run only NumPy, SciPy and Pillow code, never torch, so none of those threads' locks
             # is ever taken in them.
             warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
-            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_ctrl_c)
-        with pool:  # leaving it terminates the workers, also on Ctrl-C or an exception
-            return [result for chunk in pool.imap(_run_chunk, chunks) for result in chunk]
-    finally:
+            done = pool.map(_run_chunk, chunks)  # forks the workers and hands out every chunk
+        return [result for chunk in done for result in chunk]
+    finally:  # also on Ctrl-C or an exception: what has not started is dropped, what runs ends within its chunk
+        pool.shutdown(wait=True, cancel_futures=True)
         _WORK = None
 
 

@@ -240,3 +240,18 @@ def test_filtering_near_the_strokes_equals_filtering_the_whole_page_there():
         outside = np.ones_like(ink, bool)
         outside[near] = False
         assert not filtered[outside].any(), trial
+
+
+@pytest.mark.skipif(not images._can_fork(), reason="reading on every core forks, which only Linux does here")
+def test_a_reading_worker_that_dies_fails_the_call_instead_of_hanging_it():
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    def dies_on_40(i):
+        if i == 40:
+            os._exit(1)                                              # as the out-of-memory killer would end it
+        return i
+
+    with pytest.raises(BrokenProcessPool):
+        images.parallel_map(dies_on_40, list(range(4 * images.PARALLEL_FROM)))
+    assert images.parallel_map(abs, list(range(-70, 0))) == list(range(70, 0, -1))  # and the next call works

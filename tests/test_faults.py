@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,16 +76,30 @@ def test_half_finished_download_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_stage_args(trained_run, data_dir, out) -> list[str]:
+    return ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
+            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]
+
+
+@pytest.fixture(scope="module")
+def earlier_test_run(trained_run, data_dir, tmp_path_factory) -> Path:
+    """A finished test.py run: the outputs a failed later run must leave as they are."""
+    import test as test_stage
+    out = tmp_path_factory.mktemp("earlier") / "test"
+    assert test_stage.main(test_stage_args(trained_run, data_dir, out)) == 0
+    return out
+
+
 @pytest.mark.parametrize("fault", ["disk full", "permission denied"])
 def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run, data_dir, tmp_path, capsys,
-                                                                     monkeypatch, fault):
+                                                                     monkeypatch, fault, earlier_test_run):
     import errno
+    import shutil
 
     import test as test_stage
     out = tmp_path / "test"
-    args = ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
-            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]
-    assert test_stage.main(args) == 0
+    shutil.copytree(earlier_test_run, out)
+    args = test_stage_args(trained_run, data_dir, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def no_space(fd):

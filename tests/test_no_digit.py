@@ -193,9 +193,9 @@ from osr_core import images
 started = Path(sys.argv[1])
 def slow(i):
     started.touch()
-    time.sleep(0.05)
+    time.sleep(0.01)
     return i
-images.parallel_map(slow, list(range(400)))
+images.parallel_map(slow, list(range(800)))
 """
 
 

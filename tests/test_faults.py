@@ -76,7 +76,7 @@ def test_half_finished_download_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stage_args(trained_run, data_dir, out) -> list[str]:
+def args_of_test_stage(trained_run, data_dir, out) -> list[str]:
     return ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
             "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]
 
@@ -86,7 +86,7 @@ def earlier_test_run(trained_run, data_dir, tmp_path_factory) -> Path:
     """A finished test.py run: the outputs a failed later run must leave as they are."""
     import test as test_stage
     out = tmp_path_factory.mktemp("earlier") / "test"
-    assert test_stage.main(test_stage_args(trained_run, data_dir, out)) == 0
+    assert test_stage.main(args_of_test_stage(trained_run, data_dir, out)) == 0
     return out
 
 
@@ -99,7 +99,7 @@ def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run,
     import test as test_stage
     out = tmp_path / "test"
     shutil.copytree(earlier_test_run, out)
-    args = test_stage_args(trained_run, data_dir, out)
+    args = args_of_test_stage(trained_run, data_dir, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def no_space(fd):

@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 
 import reading_before  # noqa: E402
 import train  # noqa: E402
-from osr_core import OpenSetRecognizer, cli, data, images, mnist_style, plots, training  # noqa: E402
+from osr_core import OpenSetRecognizer, cli, data, images, plots, training  # noqa: E402
 from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
 from osr_core.models import ModelConfig, build_model  # noqa: E402
 from osr_core.leave_out import FoldBudget  # noqa: E402

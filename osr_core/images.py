@@ -28,7 +28,6 @@ import os
 import signal
 import stat
 import sys
-import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -123,16 +122,12 @@ def parallel_map(fn, items: Sequence) -> list:
     workers = min(_usable_cores(), len(items) // PARALLEL_FROM)
     with warnings.catch_warnings():  # inherited by forked workers, so set here once, never inside them
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        if workers > 1 and _can_fork() and _FORKING.acquire(blocking=False):
-            try:
-                return _map_in_forked_workers(fn, items, workers)
-            finally:
-                _FORKING.release()
+        if workers > 1 and _can_fork():
+            return _map_in_forked_workers(fn, items, workers)
         return [fn(item) for item in items]
 
 
-_FORKING = threading.Lock()  # one pool at a time: its workers read the module-level _WORK
-_WORK: tuple | None = None  # (fn, items) while a pool runs
+_WORK: tuple | None = None  # in a worker: the (fn, items) of its pool, handed over at the fork, never pickled
 
 
 def _usable_cores() -> int:
@@ -146,12 +141,11 @@ def _can_fork() -> bool:
 
 
 def _map_in_forked_workers(fn, items: Sequence, workers: int) -> list:
-    global _WORK
-    _WORK = (fn, items)
     step = max(1, -(-len(items) // (workers * 8)))  # a few chunks per worker, so one slow chunk cannot idle the rest
     chunks = [(start, min(start + step, len(items))) for start in range(0, len(items), step)]
     # A worker that dies (killed, out of memory) fails the call with BrokenProcessPool instead of hanging it.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_ctrl_c)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                               initargs=(fn, items))
     try:
         with warnings.catch_warnings():
             # Python 3.12+ warns that forking a process with threads (torch's idle thread pool) may deadlock the
@@ -162,10 +156,11 @@ def _map_in_forked_workers(fn, items: Sequence, workers: int) -> list:
         return [result for chunk in done for result in chunk]
     finally:  # also on Ctrl-C or an exception: what has not started is dropped, what runs ends within its chunk
         pool.shutdown(wait=True, cancel_futures=True)
-        _WORK = None
 
 
-def _ignore_ctrl_c() -> None:
+def _start_worker(fn, items: Sequence) -> None:
+    global _WORK
+    _WORK = (fn, items)
     # Ctrl-C reaches every process in the terminal's group; the parent alone handles it (and stops the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

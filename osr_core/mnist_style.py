@@ -111,7 +111,8 @@ def high_percentile(values: np.ndarray, q: float) -> float:
     below = int(np.floor(virtual))
     if n < 1024 or below + 1 >= n:
         return float(np.percentile(values, q))
-    sample, k = flat[::8], int(0.98 * (flat[::8].size - 1))
+    sample = flat[::8]
+    k = int(0.98 * (sample.size - 1))
     top = flat[flat >= np.partition(sample, k)[k]]  # about the top 2%: far more than the 0.1% needed
     rank = below - (n - top.size)  # its rank among the values kept
     if rank < 0:  # the floor was too high (a sample can mislead): the whole image, then

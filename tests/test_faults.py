@@ -11,7 +11,7 @@ import train
 from osr_core import io, training
 from osr_core.io import load_checkpoint
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_args(out, *extra) -> list[str]:

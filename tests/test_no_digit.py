@@ -3,6 +3,7 @@ gives exactly the images the per-image path gave (benchmarks/reading_before.py).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ import torch
 from PIL import Image
 
 import test_letters
-from osr_core import data, forms, images, mnist_style
-from osr_core.images import as_batch, load_images
 from benchmarks import reading_before
+from osr_core import data, forms, images
+from osr_core.images import as_batch, load_images
 from osr_core.mnist_style import has_writing, high_percentile, median3, median3_pil, to_mnist_form
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _paper(height, width, level=0.92, grain=0.02, seed=0):
@@ -192,29 +195,30 @@ from pathlib import Path
 from osr_core import images
 started = Path(sys.argv[1])
 def slow(i):
-    started.touch()
-    time.sleep(0.01)
+    if i == 0:  # one worker stays busy here; the other does the rest and then waits for work
+        started.touch()
+        time.sleep(1.5)
     return i
-images.parallel_map(slow, list(range(800)))
+images.parallel_map(slow, list(range(400)))
 """
 
 
 @pytest.mark.skipif(not images._can_fork(), reason="reading on every core forks, which only Linux does here")
 def test_ctrl_c_while_reading_on_every_core_stops_the_workers_quietly(tmp_path):
-    """Ctrl-C reaches every process of the terminal's group: the reader stops with the parent's one
-    KeyboardInterrupt, and no worker is left running or prints a traceback of its own."""
+    """Ctrl-C reaches every process of the terminal's group, busy and idle workers alike: the reader stops with the
+    parent's one KeyboardInterrupt, and no worker is left running or prints a traceback of its own."""
     import os
     import signal
     import subprocess
     import sys
     import time
     started = tmp_path / "started"
-    run = subprocess.Popen([sys.executable, "-c", SLOW_READ, str(started)], cwd=images.Path(__file__).parents[1],
+    run = subprocess.Popen([sys.executable, "-c", SLOW_READ, str(started)], cwd=ROOT,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.2)                                                 # the workers are busy now
+    time.sleep(0.5)                                                 # one worker busy, one idle now
     os.killpg(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=30)
     assert run.returncode != 0 and err.count("KeyboardInterrupt") == 1, err[-2000:]

@@ -3,11 +3,12 @@
 Usage: python compute_class_reconstruction_errors.py [--score auto] [--rule quantile] [--target-acceptance 0.99]
 
 Writes artifacts/reconstruction_errors.txt (read by every later stage; its header names the
-checkpoint's SHA-256 and the decision score) and calibration.json beside it. Only the checkpoint's
-validation split is used. With `--score auto` (the default) the decision score is chosen by selection.py's
-rule: far families made from the validation digits as a floor, then the near-digit signal of leave-classes-out
-models (trained like the checkpoint without some of its classes, kept in --folds-dir and reused while their
-recipe matches); calibration.json holds the folds, every candidate's figures and the rule.
+checkpoint's SHA-256 and the decision, and carries each part's rank normalisation) and calibration.json beside
+it. Only the checkpoint's validation split is used. With `--score auto` (the default) the decision is chosen by
+selection.py's rule: a near part by the near-digit signal of leave-classes-out models (trained like the checkpoint
+without some of its classes, kept in --folds-dir and reused while their recipe matches), then far gates beside it
+(pixel reconstruction, feature distance), under floors of far families and of digits as users send them, all made
+from the validation digits; calibration.json holds the folds, every candidate's figures and the rule.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from osr_core.calibration import CALIBRATION_JSON, DEFAULT_RULE_PARAM, RULES, fo
 from osr_core.io import StageOutputs
 from osr_core.leave_out import FoldBudget
 from osr_core.pipeline import calibrate_on_validation, load_trained
-from osr_core.scores import AUTO, COMPONENTS, FUSABLE, score_parts
+from osr_core.gates import AUTO, parse_gates
+from osr_core.scores import COMPONENTS, FUSABLE
 
 log = logging.getLogger("osr")
 
@@ -30,7 +32,7 @@ def score_name(text: str) -> str:
     if text == AUTO:
         return text
     try:
-        score_parts(text)
+        parse_gates(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
@@ -39,8 +41,9 @@ def score_name(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--score", type=score_name, default=AUTO,
-                   help="decision score: auto (chosen on the validation proxy), a component "
-                        f"({', '.join(COMPONENTS)}), or mean(a,b,...) / mean+(a,b,...) of {', '.join(FUSABLE)} "
+                   help="decision: auto (chosen on validation data: a near part and the gates beside it), a component "
+                        f"({', '.join(COMPONENTS)}), mean(a,b,...) / mean+(a,b,...) of {', '.join(FUSABLE)}, or gates "
+                        "max(near,gate-offset,...) such as max(mean+(energy,mahalanobis),pixel_recon-1.5) "
                         "(default: %(default)s)")
     p.add_argument("--rule", choices=RULES, default="quantile", help="threshold rule (default: %(default)s)")
     p.add_argument("--rule-param", type=cli.number(float, 0, low_open=True), default=None,
@@ -79,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if cal.selection:
         row = cal.selection["candidates"][cal.score]
         near = f"leave-classes-out AUROC {row['leave_classes_out']:.4f}, " if "leave_classes_out" in row else ""
-        log.info("decision score %s: %sfar families >= %.4f; rule and every candidate in %s", cal.score, near,
-                 row["far_min"], out.parent / CALIBRATION_JSON)
+        log.info("decision %s: %sfar families >= %.4f, users' digits %.2f%% accepted; rule and every candidate in %s",
+                 cal.score, near, row["far_min"], 100 * row["acceptance"], out.parent / CALIBRATION_JSON)
     log.info("%d validation images; %.2f%% accepted at these thresholds; wrote %s",
              sum(c.n for c in cal.classes), 100 * cal.validation_acceptance, out)
     return 0

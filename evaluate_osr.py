@@ -25,12 +25,10 @@ import torch
 import compute_class_reconstruction_errors
 import train
 from osr_core import cli, data, figures, page
-from osr_core.calibration import DEFAULT_RULE_PARAM
 from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, load_checkpoint, write_json
-from osr_core.pipeline import calibrate_on_validation, known_test_digits, load_calibration, load_trained
+from osr_core.pipeline import known_test_digits, load_calibration, load_trained
 from osr_core.report import render
-from osr_core.scores import AUTO
 from osr_core.training import Recipe, recorded_recipe
 from osr_core.unknown_sets import held_out_digits, unknown_sets
 
@@ -91,16 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s)")
     cli.add_common_flags(p, "data_dir", "checkpoint", "thresholds", "letters_dir", "device", "seed", "batch_size")
     return p
-
-
-def calibration_for(trained, args) -> tuple:
-    """The thresholds file's calibration; without one, stage 2's defaults computed here, and said so."""
-    if Path(args.thresholds).is_file():
-        return load_calibration(trained, args.thresholds), f"file {args.thresholds}"
-    log.warning("no thresholds file at %s: calibrating on the validation split with the defaults", args.thresholds)
-    cal = calibrate_on_validation(trained, args.data_dir, AUTO, "quantile", DEFAULT_RULE_PARAM["quantile"],
-                                  0.99, args.batch_size, seed=args.seed)
-    return cal, f"none found at {args.thresholds}; calibrated in memory on the validation split (stage 2 defaults)"
 
 
 def split_flags(known: list[int], args: argparse.Namespace) -> list[str]:
@@ -203,7 +191,7 @@ def evaluate_into(outputs: StageOutputs, args: argparse.Namespace) -> dict:
     if args.protocol == "unseen-digits":
         run_unseen_digits(args)
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
-    cal, cal_source = calibration_for(trained, args)
+    cal, cal_source = load_calibration(trained, args.thresholds), f"file {args.thresholds}"
     images, labels, _ = known_test_digits(trained, args.data_dir)
     show = not args.no_pictures
     # First, so that its distorted copies of the test digits are gone before the unknown sets are made.

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         page.write_scored(outputs, "MNIST test digits", f"{args.checkpoint} and {args.thresholds}", cal.score,
                           page.Column("index", "index", "text", "index in MNIST test"), index.tolist(), decisions,
                           images.squeeze(1).numpy(), [(page.Column("label", "label", "text", "the true digit"),
-                                                       [str(int(l)) for l in labels])], ("answer", "pred", "label"))
+                                                       [str(int(l)) for l in labels])], ("answer", "reason", "pred", "label"))
         outputs.finish()
     print(summary(labels, decisions, trained.known_classes, cal.target_acceptance))
     log.info("wrote %s/scores.csv, flagged/, most_anomalous.png and index.html", args.out_dir)

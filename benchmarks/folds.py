@@ -23,11 +23,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from osr_core import cli, data, metrics  # noqa: E402
+from osr_core import cli, data  # noqa: E402
 from osr_core.io import write_json  # noqa: E402
 from osr_core.leave_out import FULL_BUDGET, FoldBudget, leave_classes_out  # noqa: E402
-from osr_core.scores import candidate_scores  # noqa: E402
-from osr_core.selection import fold_scores  # noqa: E402
+from osr_core.gates import candidate_scores  # noqa: E402
+from osr_core.selection import fold_aurocs  # noqa: E402
 from osr_core.training import Recipe  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def parse_budget(text: str) -> FoldBudget:
 def near_table(folds) -> dict[str, float]:
     """Each candidate's leave-classes-out AUROC, averaged over the folds."""
     names = candidate_scores(folds[0].known.components)
-    return {n: float(np.mean([metrics.auroc(k, u) for k, u in fold_scores(folds, n)])) for n in names}
+    return {n: float(np.mean(v)) for n, v in fold_aurocs(folds, names).items()}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,8 @@ from .calibration import Calibration
 class Predictions:
     """One entry per image, in the order given."""
     answers: list[str]               # "0"-"9", or "unknown"
-    reasons: list[str]               # why unknown: "blank" (nothing written), "score" (above the threshold); "" for digits
+    reasons: list[str]               # why unknown: "blank" (nothing written), or the evidence of the part that
+                                     # decided ("far from every class", "unlike any digit", "between digits"); "" for digits
     nearest: np.ndarray              # (N,) the closest known digit, also for unknowns
     scores: np.ndarray               # (N,) the decision score, higher = more unknown
     thresholds: np.ndarray           # (N,) the threshold of the nearest digit's class

@@ -1,8 +1,10 @@
 """Per-class thresholds calibrated on the validation split, and the thresholds file that carries them.
 
-A sample is unknown when its score exceeds the threshold of its *predicted* class. Rules:
+A sample is unknown when its decision score exceeds the threshold of its *predicted* class. Rules:
 `quantile` (threshold = the target-acceptance quantile of the class's validation scores),
 `mean-std` (mean + k * std) and `mean-factor` (k * mean, the seeds' "2 x class mean" rule).
+The file also carries what the decision needs besides the model: each part's rank normalisation (gates.py), as
+its validation quantiles at gates.Z_KNOTS.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
-from .scores import FUSABLE, score_parts
+from .gates import Z_KNOTS, normalised_names, parse_fusion, parse_gates
+from .scores import COMPONENTS
 
 RULES = ("quantile", "mean-std", "mean-factor")
 DEFAULT_RULE_PARAM = {"quantile": None, "mean-std": 2.326, "mean-factor": 2.0}  # 2.326: the normal's 99% point
-FILE_MAGIC = "# osr per-class thresholds v1"
+FILE_MAGIC = "# osr per-class thresholds v2"
+OLD_MAGIC = "# osr per-class thresholds v1"  # one averaged score, z-scores of mean and std: not read any more
 CALIBRATION_JSON = "calibration.json"  # beside the thresholds file: the same, plus how the score was chosen
 COLUMNS = ("class", "n", "mean", "std", "p50", "p95", "p99", "threshold")
 MIN_CLASS_SAMPLES = 20  # fewer than this and a class borrows the threshold of all classes pooled
@@ -42,7 +46,7 @@ class Calibration:
     rule: str
     rule_param: float | None
     target_acceptance: float
-    normalisation: dict[str, tuple[float, float]] = field(default_factory=dict)
+    normalisation: dict[str, list[float]] = field(default_factory=dict)  # part -> its knots (gates.py)
     classes: list[ClassStats] = field(default_factory=list)
     validation_acceptance: float | None = None  # measured when calibrating; not kept in the text file
     selection: dict | None = None  # how the score was chosen (selection.Selection.to_json); calibration.json only
@@ -61,6 +65,7 @@ class Calibration:
     def to_json(self) -> dict:
         d = asdict(self)
         d["normalisation"] = {k: list(v) for k, v in self.normalisation.items()}
+        d["decision_parts"] = [{"part": p, "offset": o} for p, o in parse_gates(self.score)]
         d.pop("header_line")
         d.pop("row_lines")
         return d
@@ -105,8 +110,11 @@ def format_thresholds(cal: Calibration) -> str:
         f"# rule_param: {'none' if cal.rule_param is None else repr(cal.rule_param)}",
         f"# target_acceptance: {cal.target_acceptance!r}",
     ]
-    for name, (mean, std) in cal.normalisation.items():
-        lines.append(f"# normalise: {name} {mean!r} {std!r}")
+    if cal.normalisation:
+        lines.append(f"# each 'normalise' line: a part's validation quantiles at z = {Z_KNOTS[0]:g}, "
+                     f"{Z_KNOTS[1]:g}, ..., {Z_KNOTS[-1]:g} (its rank normalisation)")
+    for name, knots in cal.normalisation.items():
+        lines.append(f"# normalise: {name} " + " ".join(repr(float(k)) for k in knots))
     lines.append("# " + " ".join(COLUMNS))
     for c in cal.classes:
         lines.append(f"{c.cls} {c.n} {c.mean:.6f} {c.std:.6f} {c.p50:.6f} {c.p95:.6f} {c.p99:.6f} {c.threshold!r}")
@@ -123,14 +131,28 @@ def _number(text: str, path: Path, lineno: int, what: str, allow_nan: bool = Fal
     return value
 
 
+def _knots(value: str, path: Path, lineno: int) -> tuple[str, list[float]]:
+    """`<part> <k1> ... <kn>` of a 'normalise:' line: a part and its knots, one per gates.Z_KNOTS, increasing."""
+    cells = value.split()
+    if len(cells) != 1 + len(Z_KNOTS) or not (cells[0] in COMPONENTS or parse_fusion(cells[0])):
+        raise UserError(f"{path}:{lineno}: expected 'normalise: <component or fusion> <{len(Z_KNOTS)} quantiles>'")
+    knots = [_number(v, path, lineno, f"quantile {i + 1} of {cells[0]}") for i, v in enumerate(cells[1:])]
+    if any(b <= a for a, b in zip(knots, knots[1:])):
+        raise UserError(f"{path}:{lineno}: the quantiles of {cells[0]} must increase from left to right")
+    return cells[0], knots
+
+
 def parse_thresholds(text: str, path: Path) -> Calibration:
     lines = text.splitlines()
+    if lines and lines[0].strip() == OLD_MAGIC:
+        raise UserError(f"{path}:1: a thresholds file of an earlier version (one averaged score, no gates); re-run "
+                        "compute_class_reconstruction_errors.py to calibrate this checkpoint again")
     if not lines or lines[0].strip() != FILE_MAGIC:
         raise UserError(f"{path}:1: not a thresholds file of this project (expected {FILE_MAGIC!r}); "
                         "run compute_class_reconstruction_errors.py")
     header: dict[str, str] = {}
     header_line: dict[str, int] = {}
-    normalisation: dict[str, tuple[float, float]] = {}
+    normalisation: dict[str, list[float]] = {}
     rows: list[ClassStats] = []
     row_lines: list[int] = []
     for lineno, line in enumerate(lines[1:], start=2):
@@ -141,10 +163,8 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
             if not sep:
                 continue
             if key == "normalise":
-                parts = value.split()
-                if len(parts) != 3 or parts[0] not in FUSABLE:
-                    raise UserError(f"{path}:{lineno}: expected 'normalise: <component> <mean> <std>'")
-                normalisation[parts[0]] = (_number(parts[1], path, lineno, "mean"), _number(parts[2], path, lineno, "std"))
+                name, knots = _knots(value, path, lineno)
+                normalisation[name] = knots
             else:
                 header[key.strip()] = value.strip()
                 header_line[key.strip()] = lineno
@@ -163,7 +183,7 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
         if key not in header:
             raise UserError(f"{path}: header line '# {key}: ...' is missing")
     try:
-        parts = score_parts(header["score"])
+        needed = normalised_names(header["score"])
     except ValueError as err:
         raise UserError(f"{path}:{header_line['score']}: {err}") from None
     if header["rule"] not in RULES:
@@ -173,9 +193,10 @@ def parse_thresholds(text: str, path: Path) -> Calibration:
         if c.cls in first_line:
             raise UserError(f"{path}:{lineno}: class {c.cls} has a second row (the first is line {first_line[c.cls]})")
         first_line[c.cls] = lineno
-    if len(parts) > 1 and not set(parts) <= set(normalisation):
+    missing = [n for n in needed if n not in normalisation]
+    if missing:
         raise UserError(f"{path}:{header_line['score']}: score {header['score']} needs a 'normalise:' line for each of "
-                        f"{', '.join(parts)}")
+                        f"{', '.join(missing)}")
     param = (None if header["rule_param"] == "none"
              else _number(header["rule_param"], path, header_line["rule_param"], "rule_param"))
     target = _number(header["target_acceptance"], path, header_line["target_acceptance"], "target_acceptance")

@@ -41,12 +41,13 @@ def verdict(decisions: Decisions, i: int) -> str:
 
 
 def answer_line(name: str, decisions: Decisions, i: int) -> str:
-    """`name  digit 7 (score 0.21 <= threshold 1.55)`, `name  unknown (nearest 8, score 4.51 > 1.55)` or
-    `name  unknown (blank: nothing written)`."""
+    """`name  digit 7 (score 0.21 <= threshold 1.55)`, `name  unknown (far from every class: nearest 8, score 4.51 >
+    1.55)` or `name  unknown (blank: nothing written)`."""
     if decisions.blank[i]:
         return f"{name}  unknown ({verdict(decisions, i)})"
     if decisions.is_unknown[i]:
-        return f"{name}  unknown (nearest {int(decisions.scored.pred[i])}, {verdict(decisions, i)})"
+        return (f"{name}  unknown ({decisions.reasons[i]}: nearest {int(decisions.scored.pred[i])}, "
+                f"{verdict(decisions, i)})")
     return f"{name}  digit {int(decisions.scored.pred[i])} ({verdict(decisions, i)})"
 
 

@@ -15,7 +15,8 @@ from .calibration import Calibration
 from .cli import return_freed_memory
 from .images import as_batch
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
-from .scores import Scored, candidate_scores, decision_score, normalisation_stats, score_images
+from .gates import candidate_scores, decision_score, normalisation_for
+from .scores import Scored, score_images
 from .unknown_sets import UnknownSet
 
 log = logging.getLogger("osr")
@@ -35,7 +36,7 @@ class ValidationReference:
     """What the evaluation takes from the validation split alone."""
     scored: Scored                 # the split itself, scored once (baselines calibrate on it)
     proxies: list[UnknownSet]      # the selection proxy's families and the training negatives' families
-    normalisation: dict            # standardises every fusable component, for the fusion rows of the ablation
+    normalisation: dict            # rank-normalises every component, for the fusion rows of the ablation
 
 
 def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int,
@@ -53,7 +54,7 @@ def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size:
     proxies.append(UnknownSet("training_negatives", "chimeras and overlays (the families outlier exposure trains on), "
                               "made from the validation split; not unseen",
                               outliers.negatives_from(images, labels, seed), seen_in_training=True))
-    return ValidationReference(scored, proxies, normalisation_stats(scored.components))
+    return ValidationReference(scored, proxies, normalisation_for(scored, candidate_scores(scored.components)))
 
 
 def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
@@ -63,6 +64,12 @@ def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | 
                                 decision_score(unknown.scored, name, fusion_normalisation or {})) for name in names}
     rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
     return rows
+
+
+def reason_shares(d: Decisions) -> dict[str, float]:
+    """The share of a set's images rejected for each reason ("far from every class", "blank", ...)."""
+    reasons = np.array(d.reasons, dtype=object)
+    return {str(r): float((reasons == r).mean()) for r in sorted(set(d.reasons) - {""})}
 
 
 @dataclass
@@ -153,6 +160,7 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
         d = decide(trained, cal, images, batch_size)
         correct = d.scored.pred == truth
         entry = {"n": int(len(truth)), "accuracy": float(correct.mean()), "rejection_rate": float(d.is_unknown.mean()),
+                 "named_right": float((correct & ~d.is_unknown).mean()), "rejected_by": reason_shares(d),
                  "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None}
         results[name] = SetResult(name, "covariate shift", entry, d, Shown.of(trained, images, d) if show else None,
                                   truth)
@@ -169,7 +177,9 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
     known = decide(trained, cal, known_images, batch_size, keep_features=True)
     result = EvaluationResult(SetResult("known_digits", "known", {
         "closed_set_accuracy": float((known.scored.pred == known_labels).mean()),
-        "false_alarm_rate": float(known.is_unknown.mean()), "n_known": int(len(known_labels))},
+        "named_right": float(((known.scored.pred == known_labels) & ~known.is_unknown).mean()),
+        "false_alarm_rate": float(known.is_unknown.mean()), "false_alarms_by_reason": reason_shares(known),
+        "n_known": int(len(known_labels))},
         known, Shown.of(trained, known_images, known) if show else None, known_labels))
     for s in sets:
         entry = {"available": s.available, "description": s.description, "seen_in_training": s.seen_in_training}
@@ -180,9 +190,11 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
         d = decide(trained, cal, s.images, batch_size, keep_features=True)
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
                                          classes, seed, n_boot))
+        entry["named_a_digit"] = 1.0 - entry["detection_rate"]
+        entry["rejected_by"] = reason_shares(d)
         entry["ablation"] = ablation(known, d, reference.normalisation if reference else None)
-        log.info("%-22s n=%-6d AUROC %.4f  detection %.3f  macro-F1 %.3f", s.name, entry["n"], entry["auroc"],
-                 entry["detection_rate"], entry["macro_f1"])
+        log.info("%-22s n=%-6d named a digit %6.2f%%  AUROC %.4f  macro-F1 %.3f", s.name, entry["n"],
+                 100 * entry["named_a_digit"], entry["auroc"], entry["macro_f1"])
         result.sets[s.name] = SetResult(s.name, "unknown", entry, d, Shown.of(trained, s.images, d) if show else None,
                                         names=s.names)
         s.images = None  # scored and drawn: its images are not needed again (tens of MB a set)

@@ -123,20 +123,23 @@ def score_parts(name: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
+def with_components(parts) -> list[str]:
+    """The parts and every component of a fused one, each once, components first: the order they are fitted in."""
+    needed: list[str] = []
+    for part in parts:
+        fusion = parse_fusion(part)
+        needed += [n for n in (*(fusion[1] if fusion else ()), part) if n not in needed]
+    return [n for n in needed if n in COMPONENTS] + [n for n in needed if n not in COMPONENTS]
+
+
 def normalised_names(name: str) -> list[str]:
     """What a decision score needs rank-normalised: a fusion's components; for gates, every part and every
-    component of a fused part (components first). A lone component needs nothing."""
+    component of a fused part. A lone component needs nothing."""
     parts = parse_gates(name)
-    gated = len(parts) > 1
-    needed: list[str] = []
-    for part, _ in parts:
-        fusion = parse_fusion(part)
-        for c in (fusion[1] if fusion else ()):
-            if c not in needed:
-                needed.append(c)
-        if gated and part not in needed:
-            needed.append(part)
-    return [n for n in needed if n in COMPONENTS] + [n for n in needed if n not in COMPONENTS]
+    if len(parts) > 1:
+        return with_components([p for p, _ in parts])
+    fusion = parse_fusion(name)
+    return list(fusion[1]) if fusion else []
 
 
 def reason_of(part: str) -> str:
@@ -216,7 +219,7 @@ def normalisation_for(scored: Scored, scores) -> dict[str, list[float]]:
     needed: list[str] = []
     for s in scores:
         needed += [n for n in normalised_names(s) if n not in needed]
-    return fit_normalisation(scored, [n for n in needed if n in COMPONENTS] + [n for n in needed if n not in COMPONENTS])
+    return fit_normalisation(scored, with_components(needed))
 
 
 # ----------------------------------------------------------------------------------- decisions
@@ -230,13 +233,18 @@ def _raw_part(scored: Scored, part: str, knots: dict) -> np.ndarray:
     return np.mean(np.maximum(z, 0.0) if kind == "mean+" else z, axis=0)
 
 
+def normalised_part(scored: Scored, part: str, knots: dict) -> np.ndarray:
+    """A part (a component or a fusion) in standard-normal units of the validation digits."""
+    return rank_normalise(_raw_part(scored, part, knots), part, knots[part])
+
+
 def gate_values(scored: Scored, score: str, knots: dict) -> np.ndarray:
     """(P, N): each part of a gated score, rank-normalised, less its offset (one row for a score without gates,
     in its own units)."""
     parts = parse_gates(score)
     if len(parts) == 1:
         return _raw_part(scored, score, knots)[None]
-    return np.stack([rank_normalise(_raw_part(scored, p, knots), p, knots[p]) - offset for p, offset in parts])
+    return np.stack([normalised_part(scored, p, knots) - offset for p, offset in parts])
 
 
 def decision_score(scored: Scored, score: str, knots: dict) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch
 from . import data
 from .io import load_checkpoint, save_checkpoint
 from .models import model_from_checkpoint
-from .scores import Scored, normalisation_stats, score_images
+from .scores import Scored, score_images
 from .training import Recipe, fit, recorded_recipe
 
 log = logging.getLogger("osr")
@@ -73,7 +73,6 @@ class Fold:
     recipe: Recipe
     known: Scored
     unknown: Scored
-    normalisation: dict[str, tuple[float, float]]  # of the fold model's own validation digits
     val_accuracy: float
 
     def to_json(self) -> dict:
@@ -112,6 +111,6 @@ def leave_classes_out(recipe: Recipe, val_indices: torch.Tensor, data_dir: str |
         known = score_images(model, val_images[kept], list(fr.known_classes), device, batch_size)
         unknown = score_images(model, val_images[out], list(fr.known_classes), device, batch_size)
         accuracy = float((known.pred == val_labels[kept].numpy()).mean())
-        result.append(Fold(held_out, fr, known, unknown, normalisation_stats(known.components), accuracy))
+        result.append(Fold(held_out, fr, known, unknown, accuracy))
         log.info("leave-classes-out: held out %s, validation accuracy %.4f on the rest", held_out, accuracy)
     return result

@@ -43,36 +43,41 @@ def aupr_out(known: np.ndarray, unknown: np.ndarray) -> float:
 
 
 def fpr_at_95_tpr(known: np.ndarray, unknown: np.ndarray) -> float:
-    known, unknown = ranked(known, unknown)
     """Fraction of unknowns accepted at the threshold that accepts 95% of knowns."""
+    known, unknown = ranked(known, unknown)
     fpr, tpr, _ = roc_curve(1 - _labels(len(known), len(unknown)), -np.r_[known, unknown])
     return float(fpr[np.searchsorted(tpr, 0.95, side="left")])
+
+
+def resample_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
+    """(draws, n): how many times each of n items appears in each of `draws` resamples with replacement."""
+    picks = rng.integers(0, n, (draws, n)) + n * np.arange(draws)[:, None]  # row b counts into bins b*n .. b*n+n-1
+    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n)
+
+
+def resampled_aurocs(known: np.ndarray, unknown: np.ndarray, known_counts: np.ndarray,
+                     unknown_counts: np.ndarray) -> np.ndarray:
+    """The AUROC of every resample at once: known_counts (B, n_known) and unknown_counts (B, n_unknown) say how many
+    times each image appears in each of B resamples. The share of (known, unknown) pairs ordered right, ties
+    counting one half, as roc_auc_score gives; O(B n)."""
+    known, unknown = ranked(known, unknown)
+    order = np.argsort(known, kind="stable")
+    sorted_known = known[order]
+    below = np.searchsorted(sorted_known, unknown, side="left")     # knowns strictly lower than each unknown
+    upto = np.searchsorted(sorted_known, unknown, side="right")     # ... lower or equal
+    cum = np.zeros((len(known_counts), len(known) + 1))
+    np.cumsum(known_counts[:, order], axis=1, out=cum[:, 1:])
+    pairs = cum[:, below] + 0.5 * (cum[:, upto] - cum[:, below])    # (B, n_unknown)
+    return (unknown_counts * pairs).sum(1) / (known_counts.sum(1) * unknown_counts.sum(1))
 
 
 def bootstrap_auroc_ci(known: np.ndarray, unknown: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of AUROC, resampling knowns and unknowns separately (with replacement)."""
     rng = np.random.default_rng(seed)
-    weighted = weighted_auroc(*ranked(known, unknown))
-    values = [weighted(np.bincount(rng.integers(0, len(known), len(known)), minlength=len(known)),
-                       np.bincount(rng.integers(0, len(unknown), len(unknown)), minlength=len(unknown)))
-              for _ in range(n_boot)]
+    known_counts = resample_counts(rng, len(known), n_boot)
+    values = resampled_aurocs(known, unknown, known_counts, resample_counts(rng, len(unknown), n_boot))
     lo, hi = np.percentile(values, [2.5, 97.5])
     return float(lo), float(hi)
-
-
-def weighted_auroc(known: np.ndarray, unknown: np.ndarray):
-    """AUROC of knowns and unknowns that each appear a whole number of times (a bootstrap resample), in O(n):
-    the share of (known, unknown) pairs ordered right, ties counting one half, as roc_auc_score gives."""
-    order = np.argsort(known, kind="stable")
-    sorted_known = known[order]
-    below = np.searchsorted(sorted_known, unknown, side="left")     # knowns strictly lower than each unknown
-    upto = np.searchsorted(sorted_known, unknown, side="right")     # ... lower or equal
-
-    def value(known_counts: np.ndarray, unknown_counts: np.ndarray) -> float:
-        cum = np.concatenate([[0], np.cumsum(known_counts[order])])
-        pairs = cum[below] + 0.5 * (cum[upto] - cum[below])
-        return float((unknown_counts * pairs).sum() / (known_counts.sum() * unknown_counts.sum()))
-    return value
 
 
 def oscr(known_correct: np.ndarray, known: np.ndarray, unknown: np.ndarray) -> float:

@@ -58,6 +58,10 @@ INK_FLOOR = 0.2   # after background removal: paper texture, JPEG ringing and sh
 STROKE = 0.5      # the crop box is where ink is this strong, so a speck of grain cannot stretch it
 DENOISE_FROM = 56  # images at least this many pixels on their shorter side get a 3x3 median filter first
 GRAIN_SIGMAS = 6   # ink must stand this many noise deviations above the paper: grain alone never does
+# Paper's grain (sensor noise, JPEG) stays far below this pixel-to-pixel deviation (forms.py draws up to 0.04; uniform
+# noise has 0.31): an image with nothing above its grain that is this rough is texture all over (noise, cloth),
+# with no paper to take off and no ink to find. It is shown to the model whole, never called blank.
+TEXTURE = 0.15
 MIN_CONTRAST = 0.1  # ... and this far above it on a 0-1 scale
 SPECK_PX, SPECK_FRACTION = 4, 0.08  # a blot shorter than this (px, or share of the shorter side) is dust
 LINE_FRACTION = 0.6  # a straight run of ink this long (share of the side it runs along) is a printed line
@@ -127,7 +131,9 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     """Any grayscale image (H, W) float in [0, 1] -> float32 (28, 28) as MNIST is.
 
     Ink is made white on black (`invert`: auto detects dark ink from the border, yes/no force it), the
-    background level is taken off and the ink stretched to full white, grain is filtered out of large images,
+    background level is taken off and the ink stretched to full white (an image with nothing above its grain is
+    blank, unless it is rough all over, texture with no paper to take off: then it is shown whole, whole_image),
+    grain is filtered out of large images,
     faint residue (below INK_FLOOR) is cleared, and the ink is cropped (to the box of its strong strokes plus a
     margin), fitted into 20x20 with the aspect kept and centred by mass (normalise_ink). An image that is
     already MNIST-shaped (is_mnist_shaped) is returned unchanged.
@@ -144,7 +150,7 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     grain = 1.4826 * float(np.median(np.abs(ring - background)))  # the paper's noise, robustly
     peak = high_percentile(gray, 99.9)
     if peak - background < max(MIN_CONTRAST, GRAIN_SIGMAS * grain):  # nothing darker than the paper's own grain
-        return np.zeros((SIDE, SIDE), np.float32)
+        return whole_image(gray) if roughness(gray) > TEXTURE else np.zeros((SIDE, SIDE), np.float32)
     ink = np.clip((gray - background) / (peak - background), 0.0, 1.0)
     if not has_writing(ink):  # before the grain filter, which would erase a printed line 1 px thin
         return np.zeros((SIDE, SIDE), np.float32)
@@ -159,6 +165,23 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     out = normalise_ink(Image.fromarray(np.ascontiguousarray(box)))  # float32 -> mode F
     top = out.max()
     return out / top if top > 0 else out  # a thin stroke shrunk to 20 px stays as bright as MNIST's
+
+
+def roughness(gray: np.ndarray) -> float:
+    """How much neighbouring pixels differ, as the standard deviation of independent noise that would give it (the
+    median absolute difference of horizontal neighbours, made robust and divided by sqrt 2): paper's grain is a few
+    hundredths, uniform noise 0.31; lines and edges are too few to move a median."""
+    steps = np.abs(np.diff(gray, axis=1))
+    return 1.4826 * float(np.median(steps)) / np.sqrt(2) if steps.size else 0.0
+
+
+def whole_image(gray: np.ndarray) -> np.ndarray:
+    """An image with no paper to take off (TEXTURE), as the model sees it: the whole frame shrunk (or grown) to
+    28x28, its polarity as to_mnist_form set it. Not blank: whatever it is, it was not left empty."""
+    if gray.shape == (SIDE, SIDE):
+        return np.clip(gray, 0.0, 1.0).astype(np.float32)
+    resized = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32)).resize((SIDE, SIDE), Image.Resampling.BOX)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
 def _rows_and_columns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from . import plots
-from .evaluation import SHOWN_PER_SIDE
+from .evaluation import SHOWN_PER_SIDE, reason_shares
 from .pipeline import Decisions
 
 PAGE = "index.html"
@@ -37,7 +37,8 @@ def decision_columns(decisions: Decisions, rows: Sequence[int] | None = None) ->
     their values for the given images (all by default)."""
     comps = decisions.scored.components
     columns = [Column("answer", "answer", "text", "0-9, or unknown"),
-               Column("reason", "reason", "text", "why unknown: blank (nothing written) or score (above the threshold)"),
+               Column("reason", "reason", "text", "why unknown: blank (nothing written), or the evidence of the part that "
+                                                  "decided (far from every class, unlike any digit, between digits)"),
                Column("pred", "nearest", "text", "the nearest known digit (pred), kept for unknowns too"),
                Column("score", "score", "number", "the decision score; higher = more unknown"),
                Column("threshold", "threshold", "number", "the threshold of the nearest digit's class"),
@@ -80,7 +81,7 @@ def sprite(images: np.ndarray, recons: np.ndarray) -> bytes:
 
 
 def write(outputs, title: str, intro: str, id_column: Column, ids: Sequence, columns: list[Column], values: list[list],
-          images: np.ndarray, recons: np.ndarray, filters: Sequence[str] = ("answer", "pred"),
+          images: np.ndarray, recons: np.ndarray, filters: Sequence[str] = ("answer", "reason", "pred"),
           summary_html: str = "") -> None:
     """Stages index.html and sprite.png through a stage's outputs (io.StageOutputs). Row i: ids[i], values[i] (in
     `columns` order), and images[i] as the model saw it with its reconstruction recons[i], both (28, 28)."""
@@ -90,7 +91,7 @@ def write(outputs, title: str, intro: str, id_column: Column, ids: Sequence, col
 
 def write_scored(outputs, what: str, source: str, score: str, id_column: Column, ids: Sequence, decisions: Decisions,
                  images: np.ndarray, extra: Sequence[tuple[Column, Sequence]] = (),
-                 filters: Sequence[str] = ("answer", "pred")) -> None:
+                 filters: Sequence[str] = ("answer", "reason", "pred")) -> None:
     """The page of a scored folder or set (test.py, test_letters.py): every image, with `extra` columns (a label)
     before the decision's. decisions must have kept their reconstructions."""
     columns, values = decision_columns(decisions)
@@ -120,22 +121,24 @@ def write_evaluation(outputs, result, score: str) -> None:
         images.append(s.shown.images)
         recons.append(s.shown.recon)
         rejected = s.decisions.is_unknown
+        by_reason = "; ".join(f"{html.escape(r)} {100 * v:.2f}%" for r, v in reason_shares(s.decisions).items())
         summary.append(f"<tr><td><a data-filter-set=\"{html.escape(s.name)}\">{html.escape(s.name)}</a></td>"
-                       f"<td>{html.escape(s.kind)}</td><td>{len(rejected)}</td><td>{100 * rejected.mean():.2f}%</td>"
-                       f"<td>{100 * (1 - rejected.mean()):.2f}%</td><td>{s.shown.rejected}</td>"
+                       f"<td>{html.escape(s.kind)}</td><td>{len(rejected)}</td><td>{100 * (1 - rejected.mean()):.2f}%</td>"
+                       f"<td>{100 * rejected.mean():.2f}%</td><td>{by_reason}</td><td>{s.shown.rejected}</td>"
                        f"<td>{len(rows) - s.shown.rejected}</td></tr>")
     columns = [Column("set", "set", "text"), Column("kind", "kind", "text", "known digits, an unknown set, or known "
                                                     "digits under covariate shift"),
                Column("label", "label", "text", "the true digit, where there is one"), *columns]
-    table = ("<div class=\"summary\"><table><tr><th>set</th><th>kind</th><th>images</th><th>rejected</th>"
-             "<th>named a digit</th><th>rejected, on this page</th><th>named a digit, on this page</th></tr>"
+    table = ("<div class=\"summary\"><table><tr><th>set</th><th>kind</th><th>images</th><th>named a digit</th>"
+             "<th>rejected</th><th>rejected by</th><th>rejected, on this page</th><th>named a digit, on this page</th></tr>"
              + "".join(summary) + "</table></div>")
     intro = (f"Every set of the evaluation, decided by the score <code>{html.escape(score)}</code>: for each, the "
              f"{SHOWN_PER_SIDE} images it rejected most confidently (highest margin) and the {SHOWN_PER_SIDE} it "
              "accepted most confidently (lowest margin); for an unknown set the latter are what slipped through as "
              "digits. Click a set to see only it; click a column to sort.")
     write(outputs, "Open-set evaluation: what was rejected and what slipped through", intro, Column("id", "image", "text"),
-          ids, columns, values, np.concatenate(images), np.concatenate(recons), ("set", "answer", "pred"), table)
+          ids, columns, values, np.concatenate(images), np.concatenate(recons), ("set", "answer", "reason", "pred"),
+          table)
 
 
 STYLE = """

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data, outliers
+from . import acceptance, data, outliers
 from .cli import UserError
 from .calibration import CALIBRATION_JSON, Calibration, calibrate, read_thresholds
+from .gates import AUTO, gate_values, normalisation_for, part_reasons, score_parts
 from .io import load_checkpoint, sha256_file
 from .leave_out import FOLD_SIZE, FoldBudget, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
-from .scores import AUTO, Scored, decision_score, normalisation_stats, score_images, score_parts
-from .selection import Selection, select_score
+from .scores import Scored, score_images
+from .selection import Evidence, Selection, select_decision
 from .training import recorded_recipe
 
 
@@ -65,17 +66,19 @@ def known_test_digits(trained: Trained, data_dir: str | Path) -> tuple[torch.Ten
 
 
 BLANK = "blank"  # the reason given for an image with nothing written in it
-SCORE = "score"  # the reason given for an image whose score is above its class's threshold
 
 
 @dataclass
 class Decisions:
-    """A scored set with its decision: score, the threshold of the predicted class, and the margin. An image with
-    no ink at all (nothing written once the paper, dust and printed lines were taken off) is unknown whatever its
-    score: its margin is +inf and its reason "blank"."""
+    """A scored set with its decision: score, the threshold of the predicted class, the margin, and which part of
+    the decision was the largest (gates.py). An image with no ink at all (nothing written once the paper, dust and
+    printed lines were taken off) is unknown whatever its score: its margin is +inf and its reason "blank"; any
+    other unknown's reason names the evidence of the part that decided it ("far from every class", ...)."""
     scored: Scored
     score: np.ndarray
     threshold: np.ndarray
+    deciding: np.ndarray        # (N,) index of the deciding part in gates.parse_gates(score name)
+    part_reasons: list[str]     # the reason each part gives
 
     @property
     def blank(self) -> np.ndarray:
@@ -91,8 +94,9 @@ class Decisions:
 
     @property
     def reasons(self) -> list[str]:
-        """Per image, why it is unknown: "blank", "score", or "" for a digit."""
-        return [BLANK if b else SCORE if u else "" for b, u in zip(self.blank, self.is_unknown)]
+        """Per image, why it is unknown: "blank", the deciding part's reason, or "" for a digit."""
+        return [BLANK if b else self.part_reasons[p] if u else "" for b, u, p in
+                zip(self.blank, self.is_unknown, self.deciding)]
 
     @property
     def answers(self) -> list[str]:
@@ -109,21 +113,24 @@ def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size:
 
 def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
     """The decision of a calibration on images already scored (any calibration of the same model)."""
-    return Decisions(scored, decision_score(scored, cal.score, cal.normalisation), cal.thresholds_for(scored.pred))
+    values = gate_values(scored, cal.score, cal.normalisation)
+    return Decisions(scored, values.max(axis=0), cal.thresholds_for(scored.pred), values.argmax(axis=0),
+                     part_reasons(cal.score))
 
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
                             target: float, batch_size: int, show_progress: bool = False, seed: int = 0,
                             folds_dir: str | Path | None = None, budget: FoldBudget = FoldBudget()) -> Calibration:
     """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else. With score 'auto', the
-    score is first chosen on validation data (select_on_validation); leave-classes-out models are kept in
+    decision is first chosen on validation data (select_on_validation); leave-classes-out models are kept in
     `folds_dir` (None: no leave-classes-out, the far families alone choose)."""
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           show_progress=show_progress)
     selection = None
     if score == AUTO:
-        selection = select_on_validation(trained, scored, images, labels, data_dir, folds_dir, budget, seed, batch_size)
+        selection = select_on_validation(trained, scored, images, labels, data_dir, folds_dir, budget, seed, batch_size,
+                                         target)
         score = selection.chosen
     cal = calibrate_scored(trained, scored, score, rule, param, target)
     cal.selection = selection.to_json() if selection else None
@@ -132,13 +139,15 @@ def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, 
 
 def select_on_validation(trained: Trained, validation: Scored, images: torch.Tensor, labels: torch.Tensor,
                          data_dir: str | Path, folds_dir: str | Path | None, budget: FoldBudget, seed: int,
-                         batch_size: int) -> Selection:
-    """The decision score chosen by selection.py's rule: the far families of the validation proxy as a floor, the
-    leave-classes-out folds of the checkpoint's recipe as the near-digit signal."""
+                         batch_size: int, target: float = 0.99) -> Selection:
+    """The decision chosen by selection.py's rule: the leave-classes-out folds of the checkpoint's recipe for the
+    near part; the far families and the acceptance family, made from the validation digits, as floors."""
+    score = lambda x: score_images(trained.model, x, trained.known_classes, trained.device, batch_size)
     proxy = outliers.validation_proxy(images, labels, seed)
-    far = {family: score_images(trained.model, proxy[family], trained.known_classes, trained.device, batch_size)
-           for family in outliers.FAR_FAMILIES}
-    folds = None
+    far = {family: score(proxy[family]) for family in outliers.FAR_FAMILIES}
+    del proxy
+    users, _ = acceptance.users_digits(images[:acceptance.SIZE], seed)
+    folds = []
     recipe = recorded_recipe(trained.checkpoint)
     if folds_dir is not None and len(trained.known_classes) >= FOLD_SIZE + 2:
         if recipe is None:
@@ -146,19 +155,17 @@ def select_on_validation(trained: Trained, validation: Scored, images: torch.Ten
                             "like it; retrain it with train.py")
         folds = leave_classes_out(recipe, trained.checkpoint["val_indices"], data_dir, folds_dir, budget,
                                   trained.device, seed, batch_size)
-    return select_score(validation, far, normalisation_stats(validation.components), folds, seed)
+    return select_decision(Evidence(validation, far, score(users), folds), trained.known_classes, target, seed)
 
 
 def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,
                      target: float) -> Calibration:
     """Thresholds from an already-scored validation split."""
-    parts = score_parts(score)
-    missing = [p for p in parts if p not in validation.components]
+    missing = [p for p in score_parts(score) if p not in validation.components]
     if missing:
         raise UserError(f"score {score!r} needs a model that has {', '.join(missing)} (openmax: train with --arch dhrnet)")
-    normalisation = normalisation_stats(validation.components, names=parts) if len(parts) > 1 else {}
-    scores = decision_score(validation, score, normalisation)
-    rows = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)
-    cal = Calibration(trained.sha256, score, rule, param, target, normalisation, rows)
+    cal = Calibration(trained.sha256, score, rule, param, target, normalisation_for(validation, [score]))
+    scores = gate_values(validation, score, cal.normalisation).max(axis=0)
+    cal.classes = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)
     cal.validation_acceptance = float((scores <= cal.thresholds_for(validation.pred)).mean())
     return cal

@@ -1,14 +1,13 @@
-"""Unknown-ness scores. One convention throughout: higher = more unknown.
+"""Unknown-ness score components, and scoring images with a model. One convention throughout: higher = more
+unknown.
 
-Each component is a pure function of the network's outputs. A decision score is either a component
-(`energy`) or a fusion of several, each component standardised with statistics of the validation split: the
-one-sided mean `mean+(energy,mahalanobis)` (each z-score's negative part dropped before averaging), or, asked for
-by name only, the plain mean `mean(...)`. Which score decides is chosen on validation data alone (selection.py).
+Each component is a pure function of the network's outputs. How components become one decision (rank
+normalisation, fusions, gates) is gates.py's job; which decision is used is chosen on validation data alone
+(selection.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from itertools import combinations
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,46 +68,6 @@ COMPONENTS = {
 # The components a fusion may combine: one per kind of evidence (pixel reconstruction, feature reconstruction,
 # the classifier's uncertainty, the distance to the nearest class in feature space).
 FUSABLE = ("pixel_recon", "feature_recon", "energy", "mahalanobis")
-# Positive, right-skewed errors are standardised on a log scale.
-LOG_SCALED = {"pixel_recon", "feature_recon", "mahalanobis"}
-AUTO = "auto"  # stage 2: choose the decision score on validation data (selection.py)
-
-
-# The fusions: the one-sided mean of the z-scores' positive parts (the candidates'), and a plain mean (by name only).
-FUSIONS = ("mean", "mean+")
-
-
-def fusion_name(parts, kind: str = "mean+") -> str:
-    return f"{kind}(" + ",".join(parts) + ")"
-
-
-def parse_score(name: str) -> tuple[str | None, tuple[str, ...]]:
-    """(fusion or None, components) of a decision score: (None, ('energy',)) or ('mean+', (a, b, ...)).
-    Raises ValueError for a name that is neither a component nor a fusion of two or more fusable ones."""
-    if name in COMPONENTS:
-        return None, (name,)
-    kind, sep, rest = name.partition("(")
-    if sep and kind in FUSIONS and rest.endswith(")"):
-        parts = tuple(rest[:-1].split(","))
-        if len(parts) >= 2 and len(set(parts)) == len(parts) and all(p in FUSABLE for p in parts):
-            return kind, parts
-    raise ValueError(f"unknown score {name!r}: a component ({', '.join(COMPONENTS)}), or mean(a,b,...) or "
-                     f"mean+(a,b,...) of two or more of {', '.join(FUSABLE)}")
-
-
-def score_parts(name: str) -> tuple[str, ...]:
-    """The components a decision score reads (see parse_score)."""
-    return parse_score(name)[1]
-
-
-def candidate_scores(components) -> list[str]:
-    """Every decision score the selection weighs, simplest first: each component, then the one-sided mean of every
-    subset of two, three, ... fusable components (the selection's ties go to the simpler). Plain means are no
-    candidates: a development run of this round's rule chose one and accepted a third of the uniform-noise set
-    (see fuse and README.md)."""
-    singles = [c for c in COMPONENTS if c in components]
-    fusable = [c for c in FUSABLE if c in components]
-    return singles + [fusion_name(sub) for r in range(2, len(fusable) + 1) for sub in combinations(fusable, r)]
 
 
 @dataclass
@@ -119,7 +78,6 @@ class Scored:
     blank: np.ndarray | None = None                    # (N,) bool: no ink at all, nothing written (None: none)
     recon: np.ndarray | None = None                    # (N, 28, 28) reconstructions, if kept
     features: np.ndarray | None = None                 # (N, latent_dim), if kept
-    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pred)
@@ -164,37 +122,3 @@ def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], 
         recon=cat(recons, np.zeros((0, 28, 28), dtype=np.float32)) if keep_recon else None,
         features=cat(feats, None) if keep_features else None,
     )
-
-
-def standardise(values: np.ndarray, name: str, mean: float, std: float) -> np.ndarray:
-    v = np.log(np.maximum(values, 1e-12)) if name in LOG_SCALED else values
-    return (v - mean) / std
-
-
-def normalisation_stats(components: dict[str, np.ndarray], names=FUSABLE) -> dict[str, tuple[float, float]]:
-    """Mean and std of each named component on the (validation) set it is given, on the scale used."""
-    stats = {}
-    for name in (n for n in names if n in components):
-        v = standardise(components[name], name, 0.0, 1.0)
-        stats[name] = (float(v.mean()), float(max(v.std(), 1e-12)))
-    return stats
-
-
-def fuse(scored: Scored, names, normalisation: dict[str, tuple[float, float]], kind: str = "mean+") -> np.ndarray:
-    """The mean over the named components of their z-scores, each standardised on the validation split (mean 0
-    there). One-sided (`mean+`, the default and the only fusion the selection weighs): the mean of max(z, 0), so a
-    component can add evidence that an image is unknown but cannot take away another's. Far from the digits a
-    classifier is often more confident than on them (Hein et al. 2019): on uniform noise energy alone scores an
-    AUROC below chance, and in a plain mean (`mean`) its negative z-score cancels a distance that alone tells noise
-    from digits. The rule was first set while a reported set (uniform noise) was being looked at; in this round the
-    plain means competed on the validation signal, came out ahead by 0.0004, and in a development run the plain
-    mean of energy and Mahalanobis accepted 36% of the noise set: they were withdrawn (README.md tells it)."""
-    parts = np.stack([standardise(scored.components[n], n, *normalisation[n]) for n in names])
-    return np.mean(np.maximum(parts, 0.0) if kind == "mean+" else parts, axis=0)
-
-
-def decision_score(scored: Scored, score: str, normalisation: dict[str, tuple[float, float]]) -> np.ndarray:
-    kind, parts = parse_score(score)
-    if kind is None:
-        return scored.components[score]
-    return fuse(scored, parts, normalisation, kind)

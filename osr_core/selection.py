@@ -1,108 +1,243 @@
-"""Choosing the decision score in code, on validation data alone, by a rule the far families cannot dominate.
+"""Choosing the decision in code, on validation data alone: a near part, then the gates beside it.
 
-Every candidate (each score component, and the one-sided mean of every subset of the fusable ones) is measured
-two ways:
-- **far families** (`outliers.FAR_FAMILIES`, made from the checkpoint's validation digits): pixel shuffles,
-  blurs and negatives. Every sensible score tells them from digits, so they are a floor, not a ranking: a
-  candidate must reach FAR_FLOOR on each of them.
-- **leave-classes-out** (leave_out.py): validation digits of classes that auxiliary models were trained
-  without, against the validation digits of the classes they kept; the AUROC averaged over the folds.
+Two steps, each on the evidence for its own job. No reported set is read; calibration.json records the folds,
+every candidate's figures and the rule.
 
-The rule: among the candidates at or above the floor on every far family, the best leave-classes-out AUROC
-leads; every candidate whose difference from the leader is within the noise (the leader is not better in at
-least 95% of paired bootstrap resamples of the folds' validation digits) is as good, and of those the simplest
-wins (fewest components, then the order of candidate_scores). No reported
-set is read; calibration.json records the folds, the table and the rule.
+1. **The near part** (gates.candidate_scores: each component, and the one-sided mean of every subset of the
+   fusable ones) is chosen on the near-digit signal: leave-classes-out folds (leave_out.py), validation digits of
+   classes that auxiliary models were trained without. The best mean AUROC over the folds leads; every candidate
+   that the leader does not beat in CONFIDENCE of BOOTSTRAP paired resamples, or beats by at most NEAR_TOLERANCE,
+   counts as equal (each resample draws the folds, then each fold's digits, with replacement: which classes were
+   held out is as uncertain as which digits were drawn), and the simplest of the equals wins (fewest components).
+2. **The gates** (gates.GATES, each off or at an offset of gates.OFFSETS) beside the chosen near part are chosen
+   for protection. Floors first: every far family (outliers.FAR_FAMILIES, made from validation digits) at AUROC >=
+   FAR_AUROC_FLOOR and rejected >= FAR_DETECTION_FLOOR at the thresholds, and the acceptance family
+   (acceptance.py: validation digits with another pen, a slant, soft focus, scanned) accepted >=
+   ACCEPTANCE_FLOOR. Of the configurations that clear every floor, those whose near-digit figure is within the
+   noise of the best are equal, and of the equals the one whose gates fire soonest wins: both gates before one
+   before none, then the smallest offsets. A far gate that costs nothing measurable on the near digits is kept
+   as protection against unknowns no family foresaw; the floors and the near figure stop it from costing more.
+
+The thresholds behind the floors are those stage 2 writes by default: each predicted class's `target` quantile
+of the decision on the validation digits. Without folds (fewer than 4 known classes), step 1 takes the best
+mean far-family AUROC and step 2 the most protective configuration that clears the floors.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import combinations, product
 
 import numpy as np
 
-from . import metrics
+from . import gates, metrics
+from .calibration import calibrate
 from .leave_out import Fold
-from .scores import Scored, candidate_scores, decision_score
+from .scores import Scored
 
-FAR_FLOOR = 0.995
+FAR_AUROC_FLOOR = 0.995
+FAR_DETECTION_FLOOR = 0.99
+ACCEPTANCE_FLOOR = 0.97
 BOOTSTRAP = 200
 CONFIDENCE = 0.95
+# A difference in leave-classes-out AUROC this small is no difference: the paired bootstrap resolves gaps of a few
+# ten-thousandths between near-identical decisions, far below what folds can tell about unseen classes.
+NEAR_TOLERANCE = 0.001
 NEAR = "leave_classes_out"
-RULE = (f"every far family (digits with their pixels shuffled, blurred, in negative) at AUROC >= {FAR_FLOOR}; then "
-        f"the best leave-classes-out AUROC (mean over the folds), where any candidate that the best does not beat in "
-        f"{CONFIDENCE:.0%} of {BOOTSTRAP} paired bootstrap resamples counts as equal, and the simplest of the equals "
-        "wins (fewest components)")
-FALLBACK_RULE = "no leave-classes-out folds (fewer than 4 known classes): the best mean AUROC over the far families"
+ACCEPTANCE = "acceptance"
+RULE = (f"(1) the near part: the best leave-classes-out AUROC (mean over the folds); any candidate that the best does "
+        f"not beat in {CONFIDENCE:.0%} of {BOOTSTRAP} paired bootstrap resamples (folds and their digits drawn with "
+        f"replacement), or beats by at most {NEAR_TOLERANCE}, counts as equal, and the simplest of the equals wins (fewest components). (2) the gates beside "
+        f"it: every far family at AUROC >= {FAR_AUROC_FLOOR} and rejected >= {FAR_DETECTION_FLOOR:.0%} at the "
+        f"thresholds, the acceptance family accepted >= {ACCEPTANCE_FLOOR:.0%}; of the configurations that clear "
+        "them, those within the bootstrap noise of the best leave-classes-out AUROC are equal, and the one whose "
+        "gates fire soonest wins (both gates, then one, then none; then the smallest offsets)")
+FALLBACK_RULE = ("no leave-classes-out folds (fewer than 4 known classes): the near part with the best mean far-family "
+                 "AUROC, then the most protective gates that clear the far and acceptance floors")
+
+
+@dataclass
+class Evidence:
+    """The scored validation data the selection reads."""
+    known: Scored                  # the validation digits
+    far: dict[str, Scored]         # far family -> its images, made from the validation digits
+    acceptance: Scored             # validation digits as users send them
+    folds: list[Fold] = field(default_factory=list)
 
 
 @dataclass
 class Selection:
     chosen: str
-    table: dict[str, dict]          # candidate -> {family: AUROC, ..., NEAR: AUROC, "per_fold": [...], ...}
-    families: list[str]             # the far families
+    near: str                      # the near part of the chosen decision
+    table: dict[str, dict]         # candidate -> its figures (see select_decision)
+    families: list[str]            # the far families
+    floors: dict                   # each floor: its level and how many candidates it removed
     folds: list[dict] = field(default_factory=list)
     rule: str = RULE
 
     def to_json(self) -> dict:
-        return {"chosen": self.chosen, "rule": self.rule, "far_floor": FAR_FLOOR, "families": self.families,
-                "near_family": NEAR if self.folds else None, "folds": self.folds, "candidates": self.table}
+        return {"chosen": self.chosen, "near": self.near, "rule": self.rule, "families": self.families,
+                "floors": self.floors, "near_family": NEAR if self.folds else None, "folds": self.folds,
+                "bootstrap": {"resamples": BOOTSTRAP, "confidence": CONFIDENCE, "folds_resampled": True},
+                "candidates": self.table}
 
 
-def fold_scores(folds: list[Fold], name: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(known, unknown) decision scores of a candidate in each fold, normalised with the fold model's own statistics."""
-    return [(decision_score(f.known, name, f.normalisation), decision_score(f.unknown, name, f.normalisation))
-            for f in folds]
+def gate_plans(near: str, components) -> list[tuple[tuple[str, float], ...]]:
+    """Every configuration of far gates beside a near part, none first: each gate of gates.GATES that the model
+    has and that is not the near part itself, off or at each offset."""
+    available = [g for g in gates.GATES if g in components and g != near]
+    plans: list[tuple[tuple[str, float], ...]] = [()]
+    for r in range(1, len(available) + 1):
+        for chosen in combinations(available, r):
+            plans += [tuple(zip(chosen, offsets)) for offsets in product(gates.OFFSETS, repeat=r)]
+    return plans
 
 
-def near_bootstrap(folds: list[Fold], names: list[str], seed: int) -> dict[str, np.ndarray]:
-    """Each candidate's leave-classes-out AUROC (mean over folds) in BOOTSTRAP resamples; every candidate sees the
-    same resamples (paired), knowns and unknowns of each fold resampled apart, with replacement."""
-    rng = np.random.default_rng(seed)
-    draws = [[(np.bincount(rng.integers(0, len(f.known), len(f.known)), minlength=len(f.known)),
-               np.bincount(rng.integers(0, len(f.unknown), len(f.unknown)), minlength=len(f.unknown)))
-              for f in folds] for _ in range(BOOTSTRAP)]
-    result = {}
-    for name in names:
-        weighted = [metrics.weighted_auroc(k, u) for k, u in fold_scores(folds, name)]
-        result[name] = np.array([np.mean([w(*counts) for w, counts in zip(weighted, draw)]) for draw in draws])
+def protection_order(plan) -> tuple[int, float]:
+    """Gates that fire soonest first: more gates on, then smaller offsets."""
+    return -len(plan), sum(offset for _, offset in plan)
+
+
+class _Normalised:
+    """Every part's rank-normal values on every set of the evidence, each computed once."""
+
+    def __init__(self, evidence: Evidence, parts: list[str]):
+        knots = gates.fit_normalisation(evidence.known, parts)
+        table = lambda scored, k: {p: gates.normalised_part(scored, p, k) for p in parts}
+        self.known = table(evidence.known, knots)
+        self.far = {f: table(s, knots) for f, s in evidence.far.items()}
+        self.acceptance = table(evidence.acceptance, knots)
+        self.folds = []
+        for fold in evidence.folds:  # each fold model normalised by its own validation digits
+            own = gates.fit_normalisation(fold.known, parts)
+            self.folds.append((table(fold.known, own), table(fold.unknown, own)))
+
+
+def _decide(z: dict[str, np.ndarray], near: str, plan) -> np.ndarray:
+    values = z[near]
+    for gate, offset in plan:
+        values = np.maximum(values, z[gate] - offset)
+    return values
+
+
+def _figures(evidence: Evidence, z: _Normalised, near: str, plan, classes: list[int], target: float) -> dict:
+    """One candidate's figures: per far family AUROC and share rejected at the thresholds, the acceptance family's
+    share accepted, and the leave-classes-out AUROC per fold and their mean."""
+    known = _decide(z.known, near, plan)
+    rows = calibrate(known, evidence.known.pred, classes, "quantile", None, target)
+    table = np.full(10, np.nan)
+    table[[r.cls for r in rows]] = [r.threshold for r in rows]
+    row: dict = {}
+    for family, scored in evidence.far.items():
+        values = _decide(z.far[family], near, plan)
+        row[family] = {"auroc": metrics.auroc(known, values),
+                       "detected": float((values > table[scored.pred]).mean())}
+    accepted = _decide(z.acceptance, near, plan) <= table[evidence.acceptance.pred]
+    row[ACCEPTANCE] = float(accepted.mean())
+    row["far_min"] = min(row[f]["auroc"] for f in evidence.far)
+    row["far_mean"] = float(np.mean([row[f]["auroc"] for f in evidence.far]))
+    row["failed_floors"] = [f for f in evidence.far if row[f]["auroc"] < FAR_AUROC_FLOOR
+                            or row[f]["detected"] < FAR_DETECTION_FLOOR]
+    if row[ACCEPTANCE] < ACCEPTANCE_FLOOR:
+        row["failed_floors"].append(ACCEPTANCE)
+    row["passes_floors"] = not row["failed_floors"]
+    if z.folds:
+        row["per_fold"] = [metrics.auroc(_decide(k, near, plan), _decide(u, near, plan)) for k, u in z.folds]
+        row[NEAR] = float(np.mean(row["per_fold"]))
+    return row
+
+
+class _Bootstrap:
+    """Paired resamples of the folds: each draws the folds with replacement, then each fold's knowns and unknowns
+    apart, with replacement; every candidate is measured on the same resamples."""
+
+    def __init__(self, evidence: Evidence, seed: int):
+        rng = np.random.default_rng(seed)
+        n = len(evidence.folds)
+        self.fold_weights = metrics.resample_counts(rng, n, BOOTSTRAP) / n            # (B, F): each fold's share
+        self.counts = [(metrics.resample_counts(rng, len(f.known), BOOTSTRAP),
+                        metrics.resample_counts(rng, len(f.unknown), BOOTSTRAP)) for f in evidence.folds]
+
+    def values(self, z: _Normalised, near: str, plan) -> np.ndarray:
+        per_fold = np.stack([metrics.resampled_aurocs(_decide(k, near, plan), _decide(u, near, plan), kc, uc)
+                             for (k, u), (kc, uc) in zip(z.folds, self.counts)], axis=1)  # (B, F)
+        return (per_fold * self.fold_weights).sum(1)
+
+
+def _equals(names: list[str], plans: dict, z: _Normalised, boot: _Bootstrap, table: dict, step: str) -> list[str]:
+    """The candidates the best of `names` (by the leave-classes-out AUROC) does not beat in CONFIDENCE of the
+    resamples or by more than NEAR_TOLERANCE, the best among them. Each row gets its interval and, under `step`, the share of resamples in
+    which the step's best beats it and whether it is within the noise."""
+    leader = max(names, key=lambda n: table[n][NEAR])
+    resampled = {n: boot.values(z, *plans[n]) for n in names}
+    equal = []
+    for n in names:
+        wins = float(np.mean(resampled[leader] > resampled[n]))
+        table[n]["near_ci95"] = [float(v) for v in np.percentile(resampled[n], [2.5, 97.5])]
+        close = table[leader][NEAR] - table[n][NEAR] <= NEAR_TOLERANCE
+        table[n][step] = {"leader": leader, "leader_better_share": wins,
+                           "within_noise": n == leader or wins < CONFIDENCE or close}
+        if table[n][step]["within_noise"]:
+            equal.append(n)
+    return equal
+
+
+def select_decision(evidence: Evidence, classes: list[int], target: float = 0.99, seed: int = 0) -> Selection:
+    """The decision chosen by the rule above (RULE), with every candidate's figures."""
+    components = evidence.known.components
+    nears = gates.candidate_scores(components)
+    parts = gates.with_components(nears + [g for g in gates.GATES if g in components])
+    z = _Normalised(evidence, parts)
+    boot = _Bootstrap(evidence, seed) if evidence.folds else None
+    figures = lambda near, plan: _figures(evidence, z, near, plan, classes, target)
+
+    # Step 1: the near part.
+    plans = {n: (n, ()) for n in nears}
+    table = {n: figures(n, ()) for n in nears}
+    if boot:
+        equal = _equals(nears, plans, z, boot, table, "near_step")
+        near = next(n for n in nears if n in equal)  # candidate_scores lists the simplest first
+    else:
+        near = max(nears, key=lambda n: table[n]["far_mean"])  # max keeps the first (simplest) of equals
+
+    # Step 2: the gates beside it.
+    configs = {gates.gates_name(near, plan): (near, plan) for plan in gate_plans(near, components)}
+    for name, (_, plan) in configs.items():
+        table[name] = table.get(name) or figures(near, plan)
+    names = list(configs)
+    passing = [n for n in names if table[n]["passes_floors"]]
+    if not passing:  # nothing clears every floor: the configurations that fail the fewest compete
+        fewest = min(len(table[n]["failed_floors"]) for n in names)
+        passing = [n for n in names if len(table[n]["failed_floors"]) == fewest]
+    if boot:
+        passing = _equals(passing, configs, z, boot, table, "gate_step")
+    chosen = min(passing, key=lambda n: protection_order(configs[n][1]))  # min keeps the first of equals
+
+    floors = floor_summary(table, nears, names, list(evidence.far))
+    return Selection(chosen, near, table, list(evidence.far), floors, [f.to_json() for f in evidence.folds],
+                     RULE if boot else FALLBACK_RULE)
+
+
+def fold_aurocs(folds: list[Fold], names: list[str]) -> dict[str, list[float]]:
+    """Each near part's leave-classes-out AUROC in each fold, every fold model normalised by its own validation
+    digits (as the selection measures it)."""
+    parts = gates.with_components(names)
+    result: dict[str, list[float]] = {n: [] for n in names}
+    for fold in folds:
+        knots = gates.fit_normalisation(fold.known, parts)
+        for n in names:
+            result[n].append(metrics.auroc(gates.normalised_part(fold.known, n, knots),
+                                           gates.normalised_part(fold.unknown, n, knots)))
     return result
 
 
-def select_score(known: Scored, far: dict[str, Scored], normalisation: dict[str, tuple[float, float]],
-                 folds: list[Fold] | None = None, seed: int = 0) -> Selection:
-    """known: the validation digits, scored; far: far family name -> its images, scored; normalisation: validation
-    statistics of every fusable component; folds: the leave-classes-out folds (None or empty: far families only)."""
-    names = candidate_scores(known.components)
-    table = {}
-    for name in names:
-        k = decision_score(known, name, normalisation)
-        row = {family: metrics.auroc(k, decision_score(s, name, normalisation)) for family, s in far.items()}
-        row["far_min"] = min(row[f] for f in far)
-        row["far_mean"] = float(np.mean([row[f] for f in far]))
-        row["passes_floor"] = row["far_min"] >= FAR_FLOOR
-        if folds:
-            per_fold = [metrics.auroc(k_, u_) for k_, u_ in fold_scores(folds, name)]
-            row["per_fold"] = per_fold
-            row[NEAR] = float(np.mean(per_fold))
-        table[name] = row
-    if not folds:
-        chosen = max(names, key=lambda n: table[n]["far_mean"])  # max keeps the first (simplest) of equals
-        return Selection(chosen, table, list(far), rule=FALLBACK_RULE)
-
-    eligible = [n for n in names if table[n]["passes_floor"]]
-    if not eligible:  # nothing reaches the floor: the candidates closest to it compete
-        best_floor = max(table[n]["far_min"] for n in names)
-        eligible = [n for n in names if table[n]["far_min"] == best_floor]
-    leader = max(eligible, key=lambda n: table[n][NEAR])
-    resampled = near_bootstrap(folds, eligible, seed)
-    for n in names:
-        if n in resampled:
-            wins = float(np.mean(resampled[leader] > resampled[n]))
-            table[n]["leader_better_share"] = wins
-            table[n]["near_ci95"] = [float(v) for v in np.percentile(resampled[n], [2.5, 97.5])]
-            table[n]["within_noise"] = n == leader or wins < CONFIDENCE
-        else:
-            table[n]["within_noise"] = False
-    # candidate_scores lists the simplest first: components, then fusions of two, of three...
-    chosen = next(n for n in eligible if table[n]["within_noise"])
-    return Selection(chosen, table, list(far), [f.to_json() for f in folds])
+def floor_summary(table: dict, nears: list[str], configs: list[str], families: list[str]) -> dict:
+    """Each floor: its level, how many near parts alone fail it and how many gate configurations it removed."""
+    summary = {}
+    for floor in families + [ACCEPTANCE]:
+        level = ({"accepted": ACCEPTANCE_FLOOR} if floor == ACCEPTANCE
+                 else {"auroc": FAR_AUROC_FLOOR, "detected": FAR_DETECTION_FLOOR})
+        summary[floor] = {**level, "near_parts_failing": sum(floor in table[n]["failed_floors"] for n in nears),
+                          "near_parts": len(nears),
+                          "configurations_removed": sum(floor in table[n]["failed_floors"] for n in configs),
+                          "configurations": len(configs)}
+    return summary

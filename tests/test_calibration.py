@@ -65,14 +65,20 @@ def test_small_class_borrows_the_pooled_threshold_and_absent_class_gets_n_0():
 
 
 # ----------------------------------------------------------------------------------- the file
-FUSED = "mean+(pixel_recon,energy,mahalanobis)"
+GATED = "max(mean+(energy,mahalanobis),pixel_recon-1.5)"
 
 
-def _calibration(score=FUSED):
-    normalisation = {"pixel_recon": (-4.25, 0.5), "energy": (-7.0, 2.125), "mahalanobis": (0.1 + 0.2, 1 / 3)}
+def _knots(start, step):
+    """25 increasing numbers that need repr to survive a round trip."""
+    return [start + step * i + (0.1 + 0.2) * 1e-3 for i in range(25)]
+
+
+def _calibration(score=GATED):
+    normalisation = {"energy": _knots(-12.0, 1 / 3), "mahalanobis": _knots(1 / 7, 2.5), "pixel_recon": _knots(0.001, 0.01),
+                     "mean+(energy,mahalanobis)": _knots(0.0, 0.125)}
     return Calibration(
         checkpoint_sha256=SHA, score=score, rule="mean-std", rule_param=2.326, target_acceptance=0.95,
-        normalisation=normalisation if score == FUSED else {},
+        normalisation=normalisation if score == GATED else {},
         classes=[ClassStats(3, 120, 0.125, 0.5, 0.25, 1.5, 2.75, 0.1 + 0.2),  # threshold needs repr to survive
                  ClassStats(5, 0, *([math.nan] * 5), 1 / 3),
                  ClassStats(7, 45, -1.0, 0.0625, -0.875, 2.0, 3.0, 2.326 * math.pi)],
@@ -87,7 +93,7 @@ def test_format_then_parse_preserves_every_field(tmp_path):
     cal = _calibration()
     cal.validation_acceptance = 0.93  # measured, not kept in the file
     back = parse_thresholds(format_thresholds(cal), tmp_path / "t.txt")
-    assert (back.checkpoint_sha256, back.score, back.rule) == (SHA, FUSED, "mean-std")
+    assert (back.checkpoint_sha256, back.score, back.rule) == (SHA, GATED, "mean-std")
     assert back.rule_param == 2.326 and back.target_acceptance == 0.95
     assert back.normalisation == cal.normalisation  # exact, via repr
     assert back.validation_acceptance is None
@@ -227,7 +233,31 @@ def test_unknown_score_names_its_line(tmp_path):
         read_thresholds(path, SHA, [3, 5, 7])
 
 
-def test_fused_score_without_its_normalisation_names_the_missing_part(tmp_path):
+def test_gated_score_without_a_part_s_normalisation_names_the_missing_part(tmp_path):
     path, _ = _file(tmp_path, lambda lines: [l for l in lines if not l.startswith("# normalise: energy")])
-    with pytest.raises(UserError, match=r"needs a 'normalise:' line for each of pixel_recon, energy, mahalanobis"):
+    with pytest.raises(UserError, match=r"needs a 'normalise:' line for each of energy$"):
+        read_thresholds(path, SHA, [3, 5, 7])
+
+
+def test_knots_that_do_not_increase_or_are_too_few_name_their_line(tmp_path):
+    def swap(lines):
+        i = next(i for i, l in enumerate(lines) if l.startswith("# normalise: pixel_recon"))
+        cells = lines[i].split()
+        cells[5], cells[6] = cells[6], cells[5]
+        lines[i] = " ".join(cells)
+        return lines
+    path, lines = _file(tmp_path, swap)
+    lineno = next(i for i, l in enumerate(lines) if l.startswith("# normalise: pixel_recon")) + 1
+    with pytest.raises(UserError, match=rf"{re.escape(str(path))}:{lineno}: the quantiles of pixel_recon must increase"):
+        read_thresholds(path, SHA, [3, 5, 7])
+    path, _ = _file(tmp_path, lambda lines: [l.rsplit(" ", 1)[0] if l.startswith("# normalise: energy") else l
+                                             for l in lines])
+    with pytest.raises(UserError, match=r"expected 'normalise: <component or fusion> <25 quantiles>'"):
+        read_thresholds(path, SHA, [3, 5, 7])
+
+
+def test_a_file_of_the_earlier_format_is_refused_with_what_to_do(tmp_path):
+    path, _ = _file(tmp_path, lambda lines: ["# osr per-class thresholds v1"] + lines[1:])
+    with pytest.raises(UserError, match=rf"{re.escape(str(path))}:1: a thresholds file of an earlier version .* "
+                                        r"re-run compute_class_reconstruction_errors.py"):
         read_thresholds(path, SHA, [3, 5, 7])

@@ -114,7 +114,8 @@ def test_digits_keep_their_answers_and_no_reason(trained_run, data_dir):
     result = recognizer.predict(digits)
     assert "blank" not in result.reasons
     assert all((r == "") == (a != "unknown") for r, a in zip(result.reasons, result.answers))
-    assert all(r == "score" for r, a in zip(result.reasons, result.answers) if a == "unknown")
+    gates = {"between digits", "far from every class", "unlike any digit", "unusual features"}
+    assert all(r in gates for r, a in zip(result.reasons, result.answers) if a == "unknown")
 
 
 def test_the_no_digit_set_is_a_function_of_seed_and_index():
@@ -259,3 +260,23 @@ def test_a_reading_worker_that_dies_fails_the_call_instead_of_hanging_it():
     with pytest.raises(BrokenProcessPool):
         images.parallel_map(dies_on_40, list(range(4 * images.PARALLEL_FROM)))
     assert images.parallel_map(abs, list(range(-70, 0))) == list(range(70, 0, -1))  # and the next call works
+
+
+def test_noise_is_never_called_blank_and_blank_paper_still_is(trained_run, tmp_path):
+    """Reasons must be true: an image that is texture all over (uniform noise, as a file of any size or as an array)
+    has no paper to take off; it is shown to the model whole and answered by it, never as `blank`."""
+    from PIL import Image
+    from osr_core import OpenSetRecognizer
+    rng = np.random.default_rng(0)
+    files = []
+    for side in (28, 64, 300):
+        path = tmp_path / f"noise_{side}.png"
+        Image.fromarray((rng.random((side, side)) * 255).astype(np.uint8)).save(path)
+        files.append(path)
+    paper = tmp_path / "paper.png"
+    Image.fromarray(np.clip(230 + rng.normal(0, 6, (64, 64)), 0, 255).astype(np.uint8)).save(paper)
+    recognizer = OpenSetRecognizer.load(trained_run["checkpoint"], trained_run["thresholds"], device="cpu")
+    result = recognizer.predict([*files, rng.random((28, 28)).astype(np.float32), paper])
+    assert result.reasons[:4] != ["blank"] * 4 and "blank" not in result.reasons[:4]
+    assert all(image.amax() > 0 for image in result.images[:4])  # the model saw the texture, not an empty field
+    assert result.reasons[4] == "blank" and result.answers[4] == "unknown"

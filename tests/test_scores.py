@@ -1,12 +1,11 @@
-"""scores.py: one sign convention (higher = more unknown) for every component, fused decision scores and
-their names, and score_images on a tiny network."""
+"""scores.py: one sign convention (higher = more unknown) for every component, and score_images on a tiny
+network."""
 import numpy as np
 import pytest
 import torch
 
 from osr_core.models import ModelConfig, OSRNet, Outputs
-from osr_core.scores import (COMPONENTS, FUSABLE, LOG_SCALED, Scored, candidate_scores, decision_score, energy,
-                             normalisation_stats, parse_score, score_images, score_parts, standardise)
+from osr_core.scores import COMPONENTS, energy, score_images
 
 
 def _known_and_unknown_outputs():
@@ -54,77 +53,6 @@ def test_energy_is_minus_logsumexp():
     expected = -(m + np.log(np.exp(l - m[:, None]).sum(axis=1)))
     np.testing.assert_allclose(energy(out, torch.zeros(3, 1, 28, 28)).numpy(), expected, rtol=1e-12)
     assert COMPONENTS["energy"] is energy
-
-
-def _scored(n=50, seed=0):
-    rng = np.random.default_rng(seed)
-    components = {
-        "pixel_recon": rng.lognormal(-4.0, 0.7, n),
-        "feature_recon": rng.lognormal(-1.0, 0.5, n),
-        "energy": rng.normal(-8.0, 2.0, n),
-        "max_logit": rng.normal(-6.0, 1.0, n),
-        "mahalanobis": rng.lognormal(4.0, 0.3, n),
-    }
-    return Scored(pred=np.zeros(n, dtype=np.int64), components=components)
-
-
-def test_a_fused_score_is_the_mean_of_the_positive_parts_of_standardised_components():
-    assert "pixel_recon" in LOG_SCALED and "mahalanobis" in LOG_SCALED and "energy" not in LOG_SCALED
-    scored = _scored()
-    norm = {"pixel_recon": (-4.1, 0.6), "mahalanobis": (3.9, 0.4), "energy": (-7.5, 2.5)}
-    c = scored.components
-    z = [(np.log(c["pixel_recon"]) + 4.1) / 0.6, (c["energy"] + 7.5) / 2.5, (np.log(c["mahalanobis"]) - 3.9) / 0.4]
-    expected = sum(np.maximum(v, 0) for v in z) / 3  # negative parts dropped: one-sided
-    assert all((v < 0).any() for v in z)            # so the clipping is exercised
-    fused = decision_score(scored, "mean+(pixel_recon,energy,mahalanobis)", norm)
-    np.testing.assert_allclose(fused, expected, rtol=1e-12)
-    # A single component is used as it is.
-    assert decision_score(scored, "max_logit", norm) is c["max_logit"]
-
-
-def test_normalisation_stats_standardise_their_own_data_to_mean_0_std_1():
-    scored = _scored(200, seed=1)
-    stats = normalisation_stats(scored.components)
-    assert set(stats) == set(FUSABLE)
-    for name, (mean, std) in stats.items():
-        z = standardise(scored.components[name], name, mean, std)
-        assert abs(z.mean()) < 1e-9 and abs(z.std() - 1) < 1e-9, name
-    # On the log scale for the reconstruction errors: the mean is that of the logs.
-    assert np.isclose(stats["pixel_recon"][0], np.log(scored.components["pixel_recon"]).mean())
-    assert np.isclose(stats["energy"][0], scored.components["energy"].mean())
-    zs = [standardise(scored.components[n], n, *stats[n]) for n in FUSABLE]
-    fused = decision_score(scored, "mean+(pixel_recon,feature_recon,energy,mahalanobis)", stats)
-    np.testing.assert_allclose(fused, np.mean([np.maximum(z, 0) for z in zs], axis=0))
-    assert (fused >= 0).all()
-
-
-def test_score_names_parse_into_their_parts():
-    assert parse_score("energy") == (None, ("energy",))
-    assert parse_score("mean+(energy,mahalanobis)") == ("mean+", ("energy", "mahalanobis"))
-    assert parse_score("mean(pixel_recon,energy)") == ("mean", ("pixel_recon", "energy"))
-    for bad in ("combined", "mean+(energy)", "mean+(energy,energy)", "mean+(energy,max_logit)", "max(energy,mahalanobis)",
-                "mean+(energy, mahalanobis)", "mean-(energy,mahalanobis)", "mean(energy)"):
-        with pytest.raises(ValueError, match="unknown score"):
-            score_parts(bad)
-
-
-def test_the_plain_mean_lets_a_negative_z_score_cancel_and_the_one_sided_one_does_not():
-    scored = Scored(pred=np.zeros(2, dtype=np.int64),
-                    components={"energy": np.array([-3.0, 0.0]), "pixel_recon": np.exp(np.array([2.0, 0.0]))})
-    stats = {"energy": (0.0, 1.0), "pixel_recon": (0.0, 1.0)}              # z = the value (log scale for pixel)
-    np.testing.assert_allclose(decision_score(scored, "mean(pixel_recon,energy)", stats), [-0.5, 0.0])
-    np.testing.assert_allclose(decision_score(scored, "mean+(pixel_recon,energy)", stats), [1.0, 0.0])
-
-
-def test_candidates_are_every_component_and_the_one_sided_fusion_of_every_subset_simplest_first():
-    cnn = [c for c in COMPONENTS if c != "openmax"]
-    names = candidate_scores(cnn)
-    assert names[:len(cnn)] == cnn
-    fusions = names[len(cnn):]
-    assert len(fusions) == 11 == len(set(fusions))  # 6 pairs, 4 triples, 1 quadruple of the 4 fusable components
-    sizes = [len(score_parts(f)) for f in fusions]
-    assert sizes == sorted(sizes) and min(sizes) == 2 and all(f.startswith("mean+(") for f in fusions)
-    assert candidate_scores(["energy", "pixel_recon"]) == ["energy", "pixel_recon", "mean+(pixel_recon,energy)"]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""The decision score is chosen in code on validation data alone: far families are a floor, the leave-classes-out
-folds rank what passes it, differences within the bootstrap noise go to the simpler candidate, and stage 2 never
-reads a reported set. Inside a protocol split, the folds hold out only that split's known classes."""
+"""The decision is chosen in code on validation data alone: the near part by the leave-classes-out folds (equals
+within the bootstrap noise going to the simpler), then the gates beside it under far and acceptance floors (equals
+going to the gates that fire soonest); stage 2 never reads a reported set. Inside a protocol split, the folds hold
+out only that split's known classes."""
 import json
 
 import numpy as np
@@ -10,17 +11,19 @@ import torch
 import compute_class_reconstruction_errors
 import train
 from conftest import FOLD_FLAGS
-from osr_core import characters, data, forms, letters, unknown_sets
+from osr_core import characters, data, forms, letters, selection, unknown_sets
 from osr_core.io import load_checkpoint
 from osr_core.leave_out import Fold, fold_recipe, folds, FoldBudget
-from osr_core.scores import Scored, candidate_scores, normalisation_stats
-from osr_core.selection import FAR_FLOOR, NEAR, select_score
+from osr_core.scores import Scored
+from osr_core.selection import ACCEPTANCE, NEAR, Evidence, select_decision
 from osr_core.training import Recipe
+
+CLASSES = [0, 1]
 
 
 def _scored(rng, n, pixel, energy, mahalanobis):
-    """Components drawn around the given centres: pixel and mahalanobis positive (log-normal)."""
-    return Scored(pred=np.zeros(n, dtype=np.int64), components={
+    """Components drawn around the given centres (pixel and mahalanobis log-normal), half of each class."""
+    return Scored(pred=np.arange(n) % 2, components={
         "pixel_recon": rng.lognormal(pixel, 0.3, n), "energy": rng.normal(energy, 1.0, n),
         "mahalanobis": rng.lognormal(mahalanobis, 0.3, n)})
 
@@ -29,57 +32,86 @@ KNOWN = dict(pixel=-4.0, energy=-8.0, mahalanobis=3.0)
 
 
 def _fold(rng, n=600, **unknown_centres) -> Fold:
-    known = _scored(rng, n, **KNOWN)
-    unknown = _scored(rng, n // 4, **{**KNOWN, **unknown_centres})
-    return Fold([0, 1], Recipe(), known, unknown, normalisation_stats(known.components), 0.99)
+    return Fold([0, 1], Recipe(), _scored(rng, n, **KNOWN), _scored(rng, n // 4, **{**KNOWN, **unknown_centres}), 0.99)
 
 
-def _far(rng, **centres) -> dict[str, Scored]:
-    return {"far": _scored(rng, 400, **{**KNOWN, **centres})}
+def _evidence(rng, folds, far=None, users=None) -> Evidence:
+    far = far or {"far": dict(pixel=2.0, energy=10.0, mahalanobis=8.0)}  # told apart by every part
+    return Evidence(_scored(rng, 2000, **KNOWN), {f: _scored(rng, 400, **{**KNOWN, **c}) for f, c in far.items()},
+                    _scored(rng, 1000, **{**KNOWN, **(users or {})}), folds)
 
 
-def test_far_families_are_a_floor_and_the_near_signal_ranks_what_passes_it():
+def test_the_near_signal_chooses_the_near_part_and_the_floors_choose_the_gates_beside_it():
     rng = np.random.default_rng(0)
-    known = _scored(rng, 600, **KNOWN)
-    norm = normalisation_stats(known.components)
-    # Unseen classes are told apart by energy alone; the far family by pixel error, which energy misses.
-    near = [_fold(rng, energy=-4.0) for _ in range(3)]
-    s = select_score(known, _far(rng, pixel=0.0), norm, near)
-    assert not s.table["energy"]["passes_floor"] and s.table["energy"][NEAR] > 0.95
-    assert s.table["pixel_recon"]["passes_floor"] and s.table["pixel_recon"][NEAR] < 0.6
-    assert s.chosen == "mean+(pixel_recon,energy)"
-    assert s.table[s.chosen]["far_min"] >= FAR_FLOOR
-    assert s.table[s.chosen][NEAR] == pytest.approx(np.mean(s.table[s.chosen]["per_fold"]))
-    # When the far family is told apart by every score, nothing stands between energy and the choice.
-    assert select_score(known, _far(rng, pixel=2.0, energy=10.0, mahalanobis=8.0), norm, near).chosen == "energy"
-    assert set(s.table) == set(candidate_scores(known.components))
-    assert s.to_json()["near_family"] == NEAR and len(s.to_json()["folds"]) == 3
+    # Unseen classes are told apart by energy alone; the far family by the pixel error alone, which energy misses.
+    ev = _evidence(rng, [_fold(rng, energy=-4.0) for _ in range(3)], far={"far": dict(pixel=0.0)})
+    s = select_decision(ev, CLASSES)
+    assert s.near == "energy" and s.table["energy"][NEAR] > 0.95
+    assert "far" in s.table["energy"]["failed_floors"]                   # alone it lets the far family through
+    assert s.chosen.startswith("max(energy,") and "pixel_recon-" in s.chosen
+    row = s.table[s.chosen]
+    assert row["passes_floors"] and row["far"]["detected"] >= selection.FAR_DETECTION_FLOOR
+    assert row[NEAR] == pytest.approx(np.mean(row["per_fold"]))
+    assert s.floors["far"]["configurations_removed"] > 0 and s.floors["far"]["near_parts_failing"] > 0
+    json.dumps(s.to_json())  # calibration.json can hold it
 
 
-def test_within_the_noise_the_simpler_candidate_wins_and_a_clear_lead_keeps_the_leader():
+def test_the_acceptance_floor_stops_a_gate_that_rejects_users_digits():
+    rng = np.random.default_rng(3)
+    # Users' digits reconstruct a little worse than MNIST's: a pixel gate at a small offset would reject them.
+    ev = _evidence(rng, [_fold(rng, energy=-4.0) for _ in range(3)], users=dict(pixel=-3.5))
+    s = select_decision(ev, CLASSES)
+    pixel_at_0 = "max(energy,pixel_recon-0)"
+    assert ACCEPTANCE in s.table[pixel_at_0]["failed_floors"]
+    assert s.table[s.chosen][ACCEPTANCE] >= selection.ACCEPTANCE_FLOOR
+    assert s.floors[ACCEPTANCE]["configurations_removed"] > 0
+
+
+def test_of_equal_gate_configurations_the_one_whose_gates_fire_soonest_wins():
+    rng = np.random.default_rng(4)
+    ev = _evidence(rng, [_fold(rng, energy=-4.0) for _ in range(3)])
+    s = select_decision(ev, CLASSES)
+    equal = [n for n, r in s.table.items() if r.get("gate_step", {}).get("within_noise")]
+    order = {n: selection.protection_order(selection.gate_plans("energy", ["pixel_recon", "mahalanobis"])[i])
+             for i, n in enumerate(n for n in s.table if n.startswith("max(energy,") or n == "energy")}
+    assert s.chosen in equal and order[s.chosen] == min(order[n] for n in equal)
+    assert s.chosen.count("-") == 2  # both gates on: here they cost the unseen classes nothing
+
+
+def test_the_bootstrap_decides_ties_a_simpler_part_within_the_noise_wins_a_clear_lead_keeps_the_leader():
     rng = np.random.default_rng(1)
-    known = _scored(rng, 600, **KNOWN)
-    norm = normalisation_stats(known.components)
-    far = _far(rng, pixel=2.0, energy=10.0, mahalanobis=8.0)             # every candidate passes the floor
-    # Mahalanobis carries most of the signal; energy adds a little: the fusion may lead, but not clearly.
-    near = [_fold(rng, n=200, mahalanobis=3.6, energy=-7.8) for _ in range(2)]
-    s = select_score(known, far, norm, near)
-    leader = max((n for n in s.table if s.table[n]["passes_floor"]), key=lambda n: s.table[n][NEAR])
-    assert s.chosen == "mahalanobis" or candidate_scores(known.components).index(s.chosen) < \
-        candidate_scores(known.components).index(leader)
-    assert s.table[s.chosen]["within_noise"] and s.table[s.chosen][NEAR] <= s.table[leader][NEAR]
-    # Both signals strong and independent: their fusion is clearly better than either, and wins.
-    near = [_fold(rng, n=2000, mahalanobis=3.5, energy=-6.5) for _ in range(3)]
-    s = select_score(known, far, norm, near)
-    assert s.chosen == "mean+(energy,mahalanobis)"
-    assert not s.table["mahalanobis"]["within_noise"] and not s.table["energy"]["within_noise"]
+    # Few unseen digits per fold: Mahalanobis and the fusion are close, the fusion ahead by more than the tolerance
+    # but not in 95% of the resamples. Only the bootstrap can call them equal.
+    close = [_fold(rng, n=120, mahalanobis=3.45, energy=-7.6) for _ in range(3)]
+    s = select_decision(_evidence(rng, close), CLASSES)
+    leader = s.table["mahalanobis"]["near_step"]["leader"]
+    assert leader != "mahalanobis" and "mahalanobis" in leader
+    assert s.table[leader][NEAR] - s.table["mahalanobis"][NEAR] > selection.NEAR_TOLERANCE
+    assert s.table["mahalanobis"]["near_step"]["within_noise"] and s.near == "mahalanobis"
+    # Both signals strong and independent, many digits: the fusion is clearly better than either, and wins.
+    clear = [_fold(rng, n=2000, mahalanobis=3.5, energy=-6.5) for _ in range(3)]
+    s = select_decision(_evidence(rng, clear), CLASSES)
+    assert s.near == "mean+(energy,mahalanobis)"
+    assert not s.table["mahalanobis"]["near_step"]["within_noise"]
+    assert not s.table["energy"]["near_step"]["within_noise"]
 
 
-def test_without_folds_the_far_families_alone_choose():
+def test_the_bootstrap_resamples_the_folds_too():
+    rng = np.random.default_rng(5)
+    # Two folds agree, one disagrees sharply: with the folds resampled the interval spans their spread.
+    ev = _evidence(rng, [_fold(rng, n=3000, energy=-5.0), _fold(rng, n=3000, energy=-5.0),
+                         _fold(rng, n=3000, energy=-8.0)])
+    s = select_decision(ev, CLASSES)
+    low, high = s.table["energy"]["near_ci95"]
+    per_fold = s.table["energy"]["per_fold"]
+    assert max(per_fold) - min(per_fold) > 0.3 and high - low > 0.2
+
+
+def test_without_folds_the_far_families_choose_the_near_part_and_the_gates_are_the_most_protective():
     rng = np.random.default_rng(2)
-    known = _scored(rng, 300, **KNOWN)
-    s = select_score(known, _far(rng, pixel=-1.0), normalisation_stats(known.components), None)
-    assert s.chosen == "pixel_recon" and "no leave-classes-out" in s.rule and s.to_json()["near_family"] is None
+    s = select_decision(_evidence(rng, [], far={"far": dict(pixel=-1.0)}), CLASSES)
+    assert s.near == "pixel_recon" and "no leave-classes-out" in s.rule and s.to_json()["near_family"] is None
+    assert s.chosen == "max(pixel_recon,mahalanobis-0)"
 
 
 def test_folds_hold_out_every_known_class_once_and_keep_two():
@@ -95,33 +127,45 @@ def test_folds_hold_out_every_known_class_once_and_keep_two():
 
 
 FORBIDDEN = [(data, "load_fashion_mnist_test"), (data, "uniform_noise"), (data, "mnist_noise"), (data, "natural_crops"),
-             (data, "scanned_digits"), (characters, "generate"), (letters, "generate"), (forms, "no_digit_images"),
-             (unknown_sets, "load_image_folder"), (unknown_sets, "held_out_digits")]
+             (data, "load_cifar10_test"), (data, "load_omniglot_evaluation"), (characters, "generate"),
+             (letters, "generate"), (forms, "no_digit_images"), (unknown_sets, "load_image_folder"),
+             (unknown_sets, "held_out_digits"), (unknown_sets, "unknown_sets"), (data, "distorted_digits")]
 
 
-def _forbid_reported_sets(monkeypatch):
+def _forbid_reported_sets(monkeypatch) -> list[str]:
+    """Every loader of a reported set (MNIST test among them) records its call and raises. The record is what the
+    test checks: a caller that catches the exception (an unknown set reported unavailable) is caught all the same."""
+    calls: list[str] = []
     real_load_mnist = data.load_mnist
 
     def train_split_only(data_dir, train):
-        assert train, "stage 2 read MNIST test"
+        if not train:
+            calls.append("data.load_mnist(train=False)")
+            raise AssertionError("stage 2 read MNIST test")
         return real_load_mnist(data_dir, train)
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("stage 2 read a reported set")
+    def forbidden(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"stage 2 read a reported set ({name})")
+        return call
     monkeypatch.setattr(data, "load_mnist", train_split_only)
     for module, name in FORBIDDEN:
-        monkeypatch.setattr(module, name, forbidden)
+        monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
+    return calls
 
 
 def test_stage_2_chooses_on_validation_data_without_reading_any_reported_set(trained_run, data_dir, tmp_path,
                                                                            monkeypatch):
-    _forbid_reported_sets(monkeypatch)
+    calls = _forbid_reported_sets(monkeypatch)
     out = tmp_path / "thresholds.txt"
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
                                                      data_dir, "--out", str(out), "--device", "cpu", "--quiet",
                                                      "--fold-epochs", "1", "--fold-images", "300"]) == 0
+    assert calls == []
     selection = json.loads((tmp_path / "calibration.json").read_text())["selection"]
-    assert selection["families"] == ["pixel_shuffle", "blur", "negative"] and selection["near_family"] == NEAR
+    assert selection["families"] == ["pixel_shuffle", "blur", "negative", "ink_noise", "smooth_blobs"]
+    assert selection["near_family"] == NEAR and set(selection["floors"]) == {*selection["families"], ACCEPTANCE}
     assert sorted(c for f in selection["folds"] for c in f["held_out"]) == list(range(10))
     assert selection["chosen"] in selection["candidates"] and f"# score: {selection['chosen']}" in out.read_text()
     assert len(list((tmp_path / "leave_out").glob("fold-*.pt"))) == 5
@@ -132,10 +176,11 @@ def test_inside_a_protocol_split_the_folds_hold_out_only_its_known_classes(data_
     checkpoint = tmp_path / "split.pt"
     assert train.main(["--known-classes", ",".join(map(str, split)), "--epochs", "1", "--train-limit", "1500",
                        "--width", "8", "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out", str(checkpoint)]) == 0
-    _forbid_reported_sets(monkeypatch)
+    calls = _forbid_reported_sets(monkeypatch)
     out = tmp_path / "thresholds.txt"
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--data-dir", data_dir,
                                                      "--out", str(out), "--device", "cpu", "--quiet", *FOLD_FLAGS]) == 0
+    assert calls == []
     selection = json.loads((tmp_path / "calibration.json").read_text())["selection"]
     labels = data.load_mnist(data_dir, train=True)[1][data.validation_indices()]
     in_split = int(torch.isin(labels, torch.tensor(split)).sum())

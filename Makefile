@@ -9,7 +9,7 @@ DEVICE     ?= auto
 RUN        := $(PY)
 
 .PHONY: reproduce test install data system-data system-browser train calibrate score-test letters score-letters evaluate \
-        benchmark-osr benchmark-crosr benchmark-methods benchmark-folds bench clean
+        benchmark-osr benchmark-crosr benchmark-methods benchmark-folds judge bench clean
 
 reproduce: install data
 	$(MAKE) train calibrate score-test letters score-letters evaluate
@@ -93,9 +93,14 @@ benchmark-methods: install data letters
 	$(RUN) benchmarks/methods.py --data-dir $(DATA) --letters-dir $(ART)/letters --out-dir $(ART)/methods
 	$(MAKE) evaluate
 
-# How cheap a leave-classes-out model may be: the candidates' ranking by cheap fold models against full-recipe ones.
+# How strong a near-digit judge must be: fold schemes measured on design partitions of the digits (not protocol splits).
 benchmark-folds: install data
 	$(RUN) benchmarks/folds.py --data-dir $(DATA) --out-dir $(ART)/folds
+
+# The near-digit judgements shipped in osr_core/judgements/: the default recipe's and each protocol split's, computed
+# once per recipe (ten and six leave-one-class-out models at the recipe's own budget). JUDGE_CHECK=1 compares instead.
+judge: install data
+	$(RUN) -m osr_core.judgement --data-dir $(DATA) --folds-dir $(ART)/judge --device $(DEVICE) $(if $(JUDGE_CHECK),--check)
 
 # Where time and memory go: training and scoring throughput against bare loops, and every stage's cost.
 bench: install data
@@ -104,4 +109,4 @@ bench: install data
 clean:
 	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \
 	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits $(ART)/dhrnet $(ART)/methods $(ART)/bench $(ART)/leave_out \
-	  $(ART)/folds
+	  $(ART)/folds $(ART)/judge

@@ -20,7 +20,7 @@ from pathlib import Path
 from osr_core import cli
 from osr_core.calibration import CALIBRATION_JSON, DEFAULT_RULE_PARAM, RULES, format_thresholds
 from osr_core.io import StageOutputs
-from osr_core.leave_out import FoldBudget
+from osr_core.leave_out import DEFAULT, FoldScheme
 from osr_core.pipeline import calibrate_on_validation, load_trained
 from osr_core.gates import AUTO, parse_gates
 from osr_core.scores import COMPONENTS, FUSABLE
@@ -53,10 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=cli.DEFAULT_THRESHOLDS, help="thresholds file; calibration.json goes beside it")
     p.add_argument("--folds-dir", default=None,
                    help="where the leave-classes-out models are kept and reused (default: leave_out/ beside --out)")
-    p.add_argument("--fold-epochs", type=cli.number(int, 0), default=FoldBudget.epochs,
-                   help="epochs of each leave-classes-out model (default: %(default)s; 0: the checkpoint's own)")
-    p.add_argument("--fold-images", type=cli.number(int, 0), default=FoldBudget.images,
-                   help="training images of each leave-classes-out model (default: %(default)s; 0: all)")
+    p.add_argument("--train-judge", action="store_true",
+                   help="train the leave-classes-out models even where a judgement of the checkpoint's recipe is "
+                        "shipped (osr_core/judgements/)")
+    p.add_argument("--fold-size", type=cli.number(int, 1), default=DEFAULT.size,
+                   help="classes each leave-classes-out model is trained without (default: %(default)s)")
+    p.add_argument("--fold-epochs", type=cli.number(int, 0), default=DEFAULT.epochs or 0,
+                   help="epochs of each leave-classes-out model, at most the checkpoint's (default: %(default)s: the "
+                        "checkpoint's own)")
+    p.add_argument("--fold-images", type=cli.number(int, 0), default=DEFAULT.images or 0,
+                   help="training images of each leave-classes-out model, at most the checkpoint's (default: "
+                        "%(default)s: as many as the checkpoint)")
     cli.add_common_flags(p, "data_dir", "checkpoint", "device", "seed", "batch_size")
     return p
 
@@ -68,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
     param = args.rule_param if args.rule_param is not None else DEFAULT_RULE_PARAM[args.rule]
     out = Path(args.out)
     folds_dir = Path(args.folds_dir) if args.folds_dir else out.parent / "leave_out"
-    budget = FoldBudget(args.fold_epochs or None, args.fold_images or None)
+    scheme = FoldScheme(args.fold_size, args.fold_epochs or None, args.fold_images or None)
     with StageOutputs(out.parent) as outputs:  # from here on, the folder is this run's
         cal = calibrate_on_validation(trained, args.data_dir, args.score, args.rule, param, args.target_acceptance,
                                       args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed,
-                                      folds_dir=folds_dir, budget=budget)
+                                      folds_dir=folds_dir, scheme=scheme,
+                                      use_shipped=not args.train_judge)
         text = format_thresholds(cal)
         outputs.write_text(out.name, text)
         outputs.write_json(CALIBRATION_JSON, cal.to_json())

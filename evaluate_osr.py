@@ -26,10 +26,10 @@ import compute_class_reconstruction_errors
 import train
 from osr_core import cli, data, figures, page
 from osr_core.evaluation import covariate_shift, evaluate, validation_reference
-from osr_core.io import StageOutputs, load_checkpoint, write_json
+from osr_core.io import StageOutputs, write_json
 from osr_core.pipeline import known_test_digits, load_calibration, load_trained
 from osr_core.report import render
-from osr_core.training import Recipe, recorded_recipe
+from osr_core.training import reusable_checkpoint
 from osr_core.unknown_sets import held_out_digits, unknown_sets
 
 log = logging.getLogger("osr")
@@ -103,7 +103,8 @@ def run_split(i: int, known: list[int], args: argparse.Namespace, threads: int) 
     checkpoint, thresholds = split_dir / "model.pt", split_dir / "reconstruction_errors.txt"
     common = ["--data-dir", args.data_dir, "--device", args.device] + (["--quiet"] if args.quiet else [])
     flags = split_flags(known, args)
-    if not reusable(checkpoint, train.recipe_of(train.build_parser().parse_args(flags), cli.resolve_device(args.device))):
+    recipe = train.recipe_of(train.build_parser().parse_args(flags), cli.resolve_device(args.device))
+    if reusable_checkpoint(checkpoint, recipe) is None:
         log.info("unseen digits, split %d: training on %s", i, sorted(known))
         if train.main([*flags, "--out", str(checkpoint), *common]) != 0:
             raise cli.UserError(f"training split {i} failed")
@@ -123,16 +124,6 @@ def run_split(i: int, known: list[int], args: argparse.Namespace, threads: int) 
     return {"known_classes": sorted(known), "closed_set_accuracy": result["closed_set_accuracy"],
             "false_alarm_rate": result["false_alarm_rate"], "auroc": s["auroc"], "macro_f1": s["macro_f1"],
             "score": cal.score, "leave_classes_out_auroc": near, "ablation": s["ablation"], "checkpoint": str(checkpoint)}
-
-
-def reusable(checkpoint: Path, recipe: Recipe) -> bool:
-    """A split checkpoint from an earlier run counts only if it records exactly the recipe this run would train."""
-    if not checkpoint.is_file():
-        return False
-    try:
-        return recorded_recipe(load_checkpoint(checkpoint)) == recipe
-    except cli.UserError:  # not a checkpoint this version reads: it is trained again
-        return False
 
 
 def _quiet_worker(quiet: bool) -> None:

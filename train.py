@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", choices=["plain", "conditional"], default="plain",
                    help="conditional: the decoder reconstructs a digit only when told its class (cnn only)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
+    p.add_argument("--elastic", type=cli.number(float, 0), default=Recipe.elastic, metavar="PX",
+                   help="also warp each training digit by a smooth random elastic field of this strength in pixels "
+                        "(default: %(default)s, none)")
     p.add_argument("--oe-fraction", type=cli.number(float, 0, 4), default=Recipe.oe_fraction,
                    help="outlier-exposure negatives per batch, as a fraction of the batch size (0: none)")
     p.add_argument("--oe-weight", type=cli.number(float, 0), default=Recipe.oe_weight,
@@ -73,7 +76,7 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
     """The training recipe the flags ask for, with the precision resolved for this device."""
     return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
-                  decoder=args.decoder, augment=not args.no_augment, oe_fraction=args.oe_fraction,
+                  decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, oe_fraction=args.oe_fraction,
                   oe_weight=args.oe_weight, logit_norm=args.logit_norm, precision=cli.resolve_precision(args.precision, device),
                   train_limit=args.train_limit, seed=args.seed)
 

@@ -48,7 +48,7 @@ import train  # noqa: E402
 from osr_core import OpenSetRecognizer, cli, data, images, plots, training  # noqa: E402
 from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
 from osr_core.models import ModelConfig, build_model  # noqa: E402
-from osr_core.leave_out import FoldBudget  # noqa: E402
+from osr_core.leave_out import DEFAULT  # noqa: E402
 from osr_core.pipeline import Trained, decide, load_calibration, load_trained, select_on_validation  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
 from osr_core.training import Recipe, joint_loss, train_one_epoch  # noqa: E402
@@ -184,7 +184,7 @@ def run_quality(model, d: training.Split, recipe: Recipe, data_dir: str, folds_d
     trained = Trained(model, {"known_classes": d.known, "recipe": recipe.to_dict(), "val_indices": d.val_indices},
                       "", device)
     val = score_images(model, images, d.known, device, 512)
-    selection = select_on_validation(trained, val, images, d.val_labels, data_dir, folds_dir, FoldBudget(), recipe.seed,
+    selection = select_on_validation(trained, val, images, d.val_labels, data_dir, folds_dir, DEFAULT, recipe.seed,
                                      512)
     row = selection.table[selection.chosen]
     return {"val_accuracy": float((torch.from_numpy(val.pred) == d.val_labels).float().mean()),

@@ -27,6 +27,7 @@ import evaluate_osr  # noqa: E402
 import train  # noqa: E402
 from osr_core import cli, data  # noqa: E402
 from osr_core.io import load_checkpoint, write_json  # noqa: E402
+from osr_core.training import reusable_checkpoint  # noqa: E402
 
 # (name, train.py flags): the current default first; the others as they were weighed against it.
 METHODS = [
@@ -64,7 +65,7 @@ def measure(flags: list[str], folder: Path, args, known: list[int] | None) -> di
     classes = ["--known-classes", ",".join(map(str, known))] if known else []
     seconds_file = folder / "train_seconds.json"
     recipe = train.recipe_of(train.build_parser().parse_args([*flags, *classes]), cli.resolve_device("auto"))
-    if not evaluate_osr.reusable(ckpt, recipe):
+    if reusable_checkpoint(ckpt, recipe) is None:
         started = time.perf_counter()
         if train.main([*flags, *classes, "--out", str(ckpt), *common]) != 0:
             raise SystemExit(f"training failed: {folder}")

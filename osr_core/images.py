@@ -120,14 +120,18 @@ def parallel_map(fn, items: Sequence) -> list:
     28x28 results travel back. Where fork is not available (Windows, macOS, a daemonic process) the work is done
     in the calling process. Exceptions are raised as in a plain loop; Ctrl-C stops the workers."""
     workers = min(_usable_cores(), len(items) // PARALLEL_FROM)
-    with warnings.catch_warnings():  # inherited by forked workers, so set here once, never inside them
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        if workers > 1 and _can_fork():
-            return _map_in_forked_workers(fn, items, workers)
-        return [fn(item) for item in items]
+    if workers > 1 and _can_fork():
+        return _map_in_forked_workers(fn, items, workers)
+    return [fn(item) for item in items]
 
 
 _WORK: tuple | None = None  # in a worker: the (fn, items) of its pool, handed over at the fork, never pickled
+# Python 3.12+ warns that forking a process with threads (torch's idle thread pool) may deadlock the child. The
+# workers run only NumPy, SciPy and Pillow code, never torch, so none of those threads' locks is ever taken in them.
+# The filter is added once, here: saving and restoring the process-wide filters around each call (catch_warnings)
+# would race when two threads read at once.
+warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning,
+                        module="multiprocessing")
 
 
 def _usable_cores() -> int:
@@ -147,12 +151,7 @@ def _map_in_forked_workers(fn, items: Sequence, workers: int) -> list:
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
                                initargs=(fn, items))
     try:
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that forking a process with threads (torch's idle thread pool) may deadlock the
-            # child. The workers run only NumPy, SciPy and Pillow code, never torch, so none of those threads' locks
-            # is ever taken in them.
-            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
-            done = pool.map(_run_chunk, chunks)  # forks the workers and hands out every chunk
+        done = pool.map(_run_chunk, chunks)  # forks the workers and hands out every chunk
         return [result for chunk in done for result in chunk]
     finally:  # also on Ctrl-C or an exception: what has not started is dropped, what runs ends within its chunk
         pool.shutdown(wait=True, cancel_futures=True)
@@ -213,8 +212,9 @@ def _check_regular_file(path: Path) -> None:
 def _decode(path: Path) -> Image.Image:
     # Pillow parses untrusted bytes and can fail with many exception types (OSError, SyntaxError,
     # ValueError, EOFError, zlib.error, struct.error, ...): any failure here means "not a usable
-    # image". Our own conversion code runs outside this block, so its bugs still raise. Pillow's own
-    # DecompressionBombWarning is an error here: parallel_map, the only caller, makes it so.
+    # image". Our own conversion code runs outside this block, so its bugs still raise. A file far larger than
+    # MAX_PIXELS is refused from its header below (Pillow's own DecompressionBombError, for the absurdly large, is
+    # caught like any other failure).
     try:
         with Image.open(path) as img:
             # Image.open reads only the header, so the size is known before any pixel is decoded.

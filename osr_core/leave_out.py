@@ -1,17 +1,18 @@
 """The near-digit validation signal: leave-classes-out.
 
-The far families of the validation proxy (pixel shuffles, blurs, negatives) are told from digits by every
+The far families of the validation proxy (pixel shuffles, blurs, negatives, noise) are told from digits by every
 sensible score, so they cannot say which score or recipe handles unknowns that look like digits. Here such
 unknowns are made honestly: auxiliary models are trained with the checkpoint's own recipe on the training split
 without some of its known classes, and the held-out classes' validation digits are their unknowns: digit strokes
 of a class the model never saw, as in the unseen-digit protocol, and no reported set. The folds hold out every
-known class exactly once, and only the checkpoint's known classes take part (inside a split of the protocol its
-4 unknown digits never do). Features trained with a class have already seen it, so each auxiliary model is trained
-from scratch, never made by refitting heads on the checkpoint's features.
+known class, and only the checkpoint's known classes take part (inside a split of the protocol its 4 unknown
+digits never do). Features trained with a class have already seen it, so each auxiliary model is trained from
+scratch, never made by refitting heads on the checkpoint's features.
 
-An auxiliary model costs less than the checkpoint (FoldBudget: fewer epochs on fewer images); `make benchmark-folds` measures
-how its ranking of the candidate scores agrees with auxiliary models trained on the full recipe. Auxiliary
-checkpoints are kept in a folder and reused while the recipe they record is exactly the one asked for.
+How the judge is built is a FoldScheme: how many classes a fold holds out, and how long each auxiliary model
+trains (never longer, nor on more images, than the checkpoint itself). A judge must be as strong as what it
+judges; `make benchmark-folds` measures schemes on design partitions of the digits (benchmarks/folds.py).
+Auxiliary checkpoints are kept in a folder and reused while the recipe they record is exactly the one asked for.
 """
 from __future__ import annotations
 
@@ -24,30 +25,39 @@ import numpy as np
 import torch
 
 from . import data
-from .io import load_checkpoint, save_checkpoint
+from .cli import UserError
+from .io import save_checkpoint
 from .models import model_from_checkpoint
 from .scores import Scored, score_images
-from .training import Recipe, fit, recorded_recipe
+from .training import Recipe, fit, reusable_checkpoint
 
 log = logging.getLogger("osr")
-FOLD_SIZE = 2  # classes held out per fold: 5 folds of the ten digits, 3 of a protocol split's six
 
 
 @dataclass(frozen=True)
-class FoldBudget:
-    """How much an auxiliary model is trained: `epochs` (None: the recipe's) on the first `images` training
-    digits of its classes (None: all)."""
-    epochs: int | None = 2
-    images: int | None = 10000
+class FoldScheme:
+    """How the near-digit judge is built: `size` classes held out per fold (1: each known class alone, the most
+    classes an auxiliary model can keep), each auxiliary model trained `epochs` (None: the checkpoint's own) on
+    the first `images` training digits of its classes (None: all). Neither ever exceeds the checkpoint's own."""
+    size: int = 1
+    epochs: int | None = None
+    images: int | None = None
 
     def to_json(self) -> dict:
-        return {"epochs": self.epochs, "images": self.images}
+        return {"size": self.size, "epochs": self.epochs, "images": self.images}
+
+    @property
+    def label(self) -> str:
+        held = "one class out" if self.size == 1 else f"{self.size} classes out"
+        return f"{held}, {self.epochs or 'own'} epochs x {self.images or 'all'} images"
 
 
-FULL_BUDGET = FoldBudget(None, None)
+FULL = FoldScheme()                                 # one class out, the checkpoint's own budget
+CHEAP = FoldScheme(size=2, epochs=2, images=10000)  # the judge of the previous round
+DEFAULT = CHEAP                                     # stage 2's judge where no judgement is shipped
 
 
-def folds(known: Sequence[int], seed: int, size: int = FOLD_SIZE) -> list[list[int]]:
+def folds(known: Sequence[int], seed: int, size: int = 1) -> list[list[int]]:
     """The classes each fold holds out: the known classes in a seeded order, cut into groups of `size` (a
     remainder joins the last group), so every known class is held out exactly once. Needs at least `size` + 2
     known classes (a fold model must keep two)."""
@@ -60,10 +70,13 @@ def folds(known: Sequence[int], seed: int, size: int = FOLD_SIZE) -> list[list[i
     return [sorted(g) for g in groups]
 
 
-def fold_recipe(recipe: Recipe, held_out: Sequence[int], budget: FoldBudget) -> Recipe:
-    """The checkpoint's recipe without the held-out classes, trained to the budget."""
+def fold_recipe(recipe: Recipe, held_out: Sequence[int], scheme: FoldScheme) -> Recipe:
+    """The checkpoint's recipe without the held-out classes, trained as the scheme says but never for more epochs
+    or on more images than the checkpoint was."""
+    epochs = min(scheme.epochs or recipe.epochs, recipe.epochs)
+    limits = [n for n in (scheme.images, recipe.train_limit) if n]
     return replace(recipe, known_classes=tuple(c for c in recipe.known_classes if c not in held_out),
-                   epochs=budget.epochs or recipe.epochs, train_limit=budget.images or recipe.train_limit)
+                   epochs=epochs, train_limit=min(limits) if limits else None)
 
 
 @dataclass
@@ -84,26 +97,28 @@ class Fold:
 def fold_model(recipe: Recipe, path: Path, data_dir: str | Path, device: torch.device) -> torch.nn.Module:
     """The auxiliary model of a recipe: the checkpoint at `path` when it records exactly this recipe, else
     trained now and saved there."""
-    if path.is_file():
-        checkpoint = load_checkpoint(path)
-        if recorded_recipe(checkpoint) == recipe:
-            return model_from_checkpoint(checkpoint, device)
-    log.info("leave-classes-out: training on %s (%s epochs, %s images)", list(recipe.known_classes), recipe.epochs,
-             recipe.train_limit or "all")
-    checkpoint = fit(recipe, data_dir, device)
-    save_checkpoint(path, checkpoint)
+    checkpoint = reusable_checkpoint(path, recipe)
+    if checkpoint is None:
+        log.info("leave-classes-out: training on %s (%s epochs, %s images)", list(recipe.known_classes), recipe.epochs,
+                 recipe.train_limit or "all")
+        checkpoint = fit(recipe, data_dir, device)
+        save_checkpoint(path, checkpoint)
     return model_from_checkpoint(checkpoint, device)
 
 
 def leave_classes_out(recipe: Recipe, val_indices: torch.Tensor, data_dir: str | Path, folder: str | Path,
-                      budget: FoldBudget, device: torch.device, seed: int = 0, batch_size: int = 1024) -> list[Fold]:
+                      scheme: FoldScheme, device: torch.device, seed: int = 0, batch_size: int = 1024) -> list[Fold]:
     """Every fold of a checkpoint's recipe, scored on its validation split (`val_indices`): auxiliary models are
-    reused from `folder` or trained there."""
+    reused from `folder` or trained there. The auxiliary models hold out the validation split this code holds out,
+    so the checkpoint's must be the same one: scored on digits they were trained on, they would judge nothing."""
     images, labels = data.load_mnist(data_dir, train=True)
+    if not torch.equal(torch.as_tensor(val_indices), data.validation_indices(len(images))):
+        raise UserError("the checkpoint's validation split is not the one this version of the code holds out, so "
+                        "leave-classes-out models trained now would have seen its digits; retrain it with train.py")
     val_images, val_labels = data.to_float(images[val_indices]), labels[val_indices]
     result = []
-    for held_out in folds(recipe.known_classes, seed):
-        fr = fold_recipe(recipe, held_out, budget)
+    for held_out in folds(recipe.known_classes, seed, scheme.size):
+        fr = fold_recipe(recipe, held_out, scheme)
         name = f"fold-{''.join(map(str, held_out))}.pt"
         model = fold_model(fr, Path(folder) / name, data_dir, device)
         kept = torch.isin(val_labels, torch.tensor(fr.known_classes))

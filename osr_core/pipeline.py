@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import acceptance, data, outliers
+from . import acceptance, data, judgement, outliers
 from .cli import UserError
 from .calibration import CALIBRATION_JSON, Calibration, calibrate, read_thresholds
 from .gates import AUTO, gate_values, normalisation_for, part_reasons, score_parts
 from .io import load_checkpoint, sha256_file
-from .leave_out import FOLD_SIZE, FoldBudget, leave_classes_out
+from .leave_out import DEFAULT, FoldScheme, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
 from .scores import Scored, score_images
-from .selection import Evidence, Selection, select_decision
+from .selection import Evidence, FoldJudge, Selection, select_decision
 from .training import recorded_recipe
 
 
@@ -120,17 +120,19 @@ def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
                             target: float, batch_size: int, show_progress: bool = False, seed: int = 0,
-                            folds_dir: str | Path | None = None, budget: FoldBudget = FoldBudget()) -> Calibration:
+                            folds_dir: str | Path | None = None, scheme: FoldScheme = DEFAULT,
+                            use_shipped: bool = True) -> Calibration:
     """Stage 2's work: thresholds from the checkpoint's validation split, and nothing else. With score 'auto', the
     decision is first chosen on validation data (select_on_validation); leave-classes-out models are kept in
-    `folds_dir` (None: no leave-classes-out, the far families alone choose)."""
+    `folds_dir` (None: no leave-classes-out, the far families alone choose); `use_shipped`: a shipped judgement of the
+    checkpoint's recipe stands in for them (judgement.py)."""
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           show_progress=show_progress)
     selection = None
     if score == AUTO:
-        selection = select_on_validation(trained, scored, images, labels, data_dir, folds_dir, budget, seed, batch_size,
-                                         target)
+        selection = select_on_validation(trained, scored, images, labels, data_dir, folds_dir, scheme, seed, batch_size,
+                                         target, use_shipped)
         score = selection.chosen
     cal = calibrate_scored(trained, scored, score, rule, param, target)
     cal.selection = selection.to_json() if selection else None
@@ -138,24 +140,29 @@ def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, 
 
 
 def select_on_validation(trained: Trained, validation: Scored, images: torch.Tensor, labels: torch.Tensor,
-                         data_dir: str | Path, folds_dir: str | Path | None, budget: FoldBudget, seed: int,
-                         batch_size: int, target: float = 0.99) -> Selection:
-    """The decision chosen by selection.py's rule: the leave-classes-out folds of the checkpoint's recipe for the
-    near part; the far families and the acceptance family, made from the validation digits, as floors."""
+                         data_dir: str | Path, folds_dir: str | Path | None, scheme: FoldScheme, seed: int,
+                         batch_size: int, target: float = 0.99, use_shipped: bool = True) -> Selection:
+    """The decision chosen by selection.py's rule: the near-digit judge of the checkpoint's recipe (its shipped
+    judgement, or leave-classes-out folds trained now) for the near part; the far families and the acceptance
+    family, made from the validation digits, as floors. A checkpoint whose validation split is not the one this
+    code holds out gets folds of its own, which refuse it (leave_out.leave_classes_out)."""
     score = lambda x: score_images(trained.model, x, trained.known_classes, trained.device, batch_size)
     proxy = outliers.validation_proxy(images, labels, seed)
     far = {family: score(proxy[family]) for family in outliers.FAR_FAMILIES}
     del proxy
     users, _ = acceptance.users_digits(images[:acceptance.SIZE], seed)
-    folds = []
+    judge = None
     recipe = recorded_recipe(trained.checkpoint)
-    if folds_dir is not None and len(trained.known_classes) >= FOLD_SIZE + 2:
+    if folds_dir is not None and len(trained.known_classes) >= scheme.size + 2:
         if recipe is None:
             raise UserError("the checkpoint records no training recipe, so no leave-classes-out models can be trained "
                             "like it; retrain it with train.py")
-        folds = leave_classes_out(recipe, trained.checkpoint["val_indices"], data_dir, folds_dir, budget,
-                                  trained.device, seed, batch_size)
-    return select_decision(Evidence(validation, far, score(users), folds), trained.known_classes, target, seed)
+        judge = judgement.shipped(recipe, scheme) if use_shipped else None
+        if judge is None or not torch.equal(trained.checkpoint["val_indices"], data.validation_indices()):
+            folds = leave_classes_out(recipe, trained.checkpoint["val_indices"], data_dir, folds_dir, scheme,
+                                      trained.device, seed, batch_size)
+            judge = FoldJudge(folds, seed, scheme.to_json())
+    return select_decision(Evidence(validation, far, score(users), judge), trained.known_classes, target, seed)
 
 
 def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str, param: float | None,

@@ -24,7 +24,7 @@ mean far-family AUROC and step 2 the most protective configuration that clears t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations, product
 
 import numpy as np
@@ -57,11 +57,11 @@ FALLBACK_RULE = ("no leave-classes-out folds (fewer than 4 known classes): the n
 
 @dataclass
 class Evidence:
-    """The scored validation data the selection reads."""
+    """The scored validation data the selection reads, and the near-digit judge (None: there is none)."""
     known: Scored                  # the validation digits
     far: dict[str, Scored]         # far family -> its images, made from the validation digits
     acceptance: Scored             # validation digits as users send them
-    folds: list[Fold] = field(default_factory=list)
+    judge: "Judge | None" = None
 
 
 @dataclass
@@ -71,13 +71,14 @@ class Selection:
     table: dict[str, dict]         # candidate -> its figures (see select_decision)
     families: list[str]            # the far families
     floors: dict                   # each floor: its level and how many candidates it removed
-    folds: list[dict] = field(default_factory=list)
+    judge: dict | None = None      # where the near-digit figures came from (Judge.describe)
     rule: str = RULE
 
     def to_json(self) -> dict:
+        judge = self.judge or {}
         return {"chosen": self.chosen, "near": self.near, "rule": self.rule, "families": self.families,
-                "floors": self.floors, "near_family": NEAR if self.folds else None, "folds": self.folds,
-                "bootstrap": {"resamples": BOOTSTRAP, "confidence": CONFIDENCE, "folds_resampled": True},
+                "floors": self.floors, "near_family": NEAR if self.judge else None, "folds": judge.get("folds", []),
+                "judge": judge, "bootstrap": {"resamples": BOOTSTRAP, "confidence": CONFIDENCE, "folds_resampled": True},
                 "candidates": self.table}
 
 
@@ -98,7 +99,7 @@ def protection_order(plan) -> tuple[int, float]:
 
 
 class _Normalised:
-    """Every part's rank-normal values on every set of the evidence, each computed once."""
+    """Every part's rank-normal values on every validation set of the evidence, each computed once."""
 
     def __init__(self, evidence: Evidence, parts: list[str]):
         knots = gates.fit_normalisation(evidence.known, parts)
@@ -106,10 +107,6 @@ class _Normalised:
         self.known = table(evidence.known, knots)
         self.far = {f: table(s, knots) for f, s in evidence.far.items()}
         self.acceptance = table(evidence.acceptance, knots)
-        self.folds = []
-        for fold in evidence.folds:  # each fold model normalised by its own validation digits
-            own = gates.fit_normalisation(fold.known, parts)
-            self.folds.append((table(fold.known, own), table(fold.unknown, own)))
 
 
 def _decide(z: dict[str, np.ndarray], near: str, plan) -> np.ndarray:
@@ -140,35 +137,86 @@ def _figures(evidence: Evidence, z: _Normalised, near: str, plan, classes: list[
     if row[ACCEPTANCE] < ACCEPTANCE_FLOOR:
         row["failed_floors"].append(ACCEPTANCE)
     row["passes_floors"] = not row["failed_floors"]
-    if z.folds:
-        row["per_fold"] = [metrics.auroc(_decide(k, near, plan), _decide(u, near, plan)) for k, u in z.folds]
+    if evidence.judge:
+        row["per_fold"] = evidence.judge.per_fold(near, plan)
         row[NEAR] = float(np.mean(row["per_fold"]))
     return row
 
 
-class _Bootstrap:
-    """Paired resamples of the folds: each draws the folds with replacement, then each fold's knowns and unknowns
-    apart, with replacement; every candidate is measured on the same resamples."""
+class Judge:
+    """The near-digit judge: each candidate's leave-classes-out AUROC per fold, and the mean over the folds in
+    BOOTSTRAP paired resamples (each draws the folds with replacement, then each fold's knowns and unknowns apart,
+    with replacement; every candidate is measured on the same resamples)."""
 
-    def __init__(self, evidence: Evidence, seed: int):
+    def per_fold(self, near: str, plan) -> list[float]:
+        raise NotImplementedError
+
+    def resampled(self, near: str, plan) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+
+class FoldJudge(Judge):
+    """The judge of leave-classes-out folds trained now (leave_out.py), each fold model normalised by its own
+    validation digits."""
+
+    def __init__(self, folds: list[Fold], seed: int, scheme: dict | None = None):
+        components = folds[0].known.components
+        parts = gates.with_components(gates.candidate_scores(components) + [g for g in gates.GATES if g in components])
         rng = np.random.default_rng(seed)
-        n = len(evidence.folds)
+        n = len(folds)
+        self.folds_json = [f.to_json() for f in folds]
+        self.scheme = scheme
+        self.tables = []
+        for fold in folds:
+            own = gates.fit_normalisation(fold.known, parts)
+            self.tables.append(({p: gates.normalised_part(fold.known, p, own) for p in parts},
+                                {p: gates.normalised_part(fold.unknown, p, own) for p in parts}))
         self.fold_weights = metrics.resample_counts(rng, n, BOOTSTRAP) / n            # (B, F): each fold's share
         self.counts = [(metrics.resample_counts(rng, len(f.known), BOOTSTRAP),
-                        metrics.resample_counts(rng, len(f.unknown), BOOTSTRAP)) for f in evidence.folds]
+                        metrics.resample_counts(rng, len(f.unknown), BOOTSTRAP)) for f in folds]
 
-    def values(self, z: _Normalised, near: str, plan) -> np.ndarray:
+    def per_fold(self, near: str, plan) -> list[float]:
+        return [metrics.auroc(_decide(k, near, plan), _decide(u, near, plan)) for k, u in self.tables]
+
+    def resampled(self, near: str, plan) -> np.ndarray:
         per_fold = np.stack([metrics.resampled_aurocs(_decide(k, near, plan), _decide(u, near, plan), kc, uc)
-                             for (k, u), (kc, uc) in zip(z.folds, self.counts)], axis=1)  # (B, F)
+                             for (k, u), (kc, uc) in zip(self.tables, self.counts)], axis=1)  # (B, F)
         return (per_fold * self.fold_weights).sum(1)
 
+    def describe(self) -> dict:
+        return {"source": "folds trained for this checkpoint's recipe", "scheme": self.scheme, "folds": self.folds_json}
 
-def _equals(names: list[str], plans: dict, z: _Normalised, boot: _Bootstrap, table: dict, step: str) -> list[str]:
+
+class ShippedJudge(Judge):
+    """A judgement computed once for a recipe and shipped with the code (judgement.py): the same figures, looked
+    up by the candidate's name."""
+
+    def __init__(self, judgement: dict, where: str):
+        self.judgement, self.where = judgement, where
+
+    def _row(self, near: str, plan) -> dict:
+        return self.judgement["candidates"][gates.gates_name(near, plan)]
+
+    def per_fold(self, near: str, plan) -> list[float]:
+        return list(self._row(near, plan)["per_fold"])
+
+    def resampled(self, near: str, plan) -> np.ndarray:
+        return np.asarray(self._row(near, plan)["resampled"], dtype=np.float64)
+
+    def describe(self) -> dict:
+        return {"source": f"shipped judgement {self.where}", "recipe_key": self.judgement["recipe_key"],
+                "scheme": self.judgement["scheme"], "folds": self.judgement["folds"]}
+
+
+def _equals(names: list[str], plans: dict, judge: Judge, table: dict, step: str) -> list[str]:
     """The candidates the best of `names` (by the leave-classes-out AUROC) does not beat in CONFIDENCE of the
     resamples or by more than NEAR_TOLERANCE, the best among them. Each row gets its interval and, under `step`, the share of resamples in
     which the step's best beats it and whether it is within the noise."""
     leader = max(names, key=lambda n: table[n][NEAR])
-    resampled = {n: boot.values(z, *plans[n]) for n in names}
+    resampled = {n: judge.resampled(*plans[n]) for n in names}
     equal = []
     for n in names:
         wins = float(np.mean(resampled[leader] > resampled[n]))
@@ -181,21 +229,25 @@ def _equals(names: list[str], plans: dict, z: _Normalised, boot: _Bootstrap, tab
     return equal
 
 
+def choose_near(judge: Judge, nears: list[str], table: dict) -> str:
+    """Step 1: the near part, by the judge alone (table: each candidate's row, with its NEAR figure)."""
+    equal = _equals(nears, {n: (n, ()) for n in nears}, judge, table, "near_step")
+    return next(n for n in nears if n in equal)  # candidate_scores lists the simplest first
+
+
 def select_decision(evidence: Evidence, classes: list[int], target: float = 0.99, seed: int = 0) -> Selection:
     """The decision chosen by the rule above (RULE), with every candidate's figures."""
     components = evidence.known.components
     nears = gates.candidate_scores(components)
     parts = gates.with_components(nears + [g for g in gates.GATES if g in components])
     z = _Normalised(evidence, parts)
-    boot = _Bootstrap(evidence, seed) if evidence.folds else None
+    judge = evidence.judge
     figures = lambda near, plan: _figures(evidence, z, near, plan, classes, target)
 
     # Step 1: the near part.
-    plans = {n: (n, ()) for n in nears}
     table = {n: figures(n, ()) for n in nears}
-    if boot:
-        equal = _equals(nears, plans, z, boot, table, "near_step")
-        near = next(n for n in nears if n in equal)  # candidate_scores lists the simplest first
+    if judge:
+        near = choose_near(judge, nears, table)
     else:
         near = max(nears, key=lambda n: table[n]["far_mean"])  # max keeps the first (simplest) of equals
 
@@ -208,13 +260,13 @@ def select_decision(evidence: Evidence, classes: list[int], target: float = 0.99
     if not passing:  # nothing clears every floor: the configurations that fail the fewest compete
         fewest = min(len(table[n]["failed_floors"]) for n in names)
         passing = [n for n in names if len(table[n]["failed_floors"]) == fewest]
-    if boot:
-        passing = _equals(passing, configs, z, boot, table, "gate_step")
+    if judge:
+        passing = _equals(passing, configs, judge, table, "gate_step")
     chosen = min(passing, key=lambda n: protection_order(configs[n][1]))  # min keeps the first of equals
 
     floors = floor_summary(table, nears, names, list(evidence.far))
-    return Selection(chosen, near, table, list(evidence.far), floors, [f.to_json() for f in evidence.folds],
-                     RULE if boot else FALLBACK_RULE)
+    return Selection(chosen, near, table, list(evidence.far), floors, judge.describe() if judge else None,
+                     RULE if judge else FALLBACK_RULE)
 
 
 def fold_aurocs(folds: list[Fold], names: list[str]) -> dict[str, list[float]]:

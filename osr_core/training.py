@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import data
 from .cli import UserError, seed_everything
 from .distributed import World, wrap
-from .io import CHECKPOINT_FORMAT, atomic_write_bytes, torch_bytes
+from .io import CHECKPOINT_FORMAT, atomic_write_bytes, load_checkpoint, torch_bytes
 from .models import DHRNet, ModelConfig, OSRNet, Outputs, build_model, eucos_distance, statistics_from_first
 from .outliers import training_negatives
 from .scores import score_images
@@ -40,6 +40,20 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     affine = torch.stack([torch.stack([theta.cos() / s, -theta.sin() / s, tx], 1),
                           torch.stack([theta.sin() / s, theta.cos() / s, ty], 1)], 1).to(x.device)  # (B, 2, 3)
     grid = F.affine_grid(affine, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def elastic_warp(x: torch.Tensor, generator: torch.Generator, strength_px: float, cells: int = 4) -> torch.Tensor:
+    """A smooth random displacement of every pixel, for a whole batch (B, 1, 28, 28): a (cells+1)^2 grid of
+    displacements drawn N(0, strength_px) and spread bilinearly over the image, so strokes bend as another hand's
+    would, without breaking. strength_px 0 leaves the batch as it is."""
+    if strength_px <= 0:
+        return x
+    n = x.shape[0]
+    coarse = torch.randn(n, 2, cells + 1, cells + 1, generator=generator) * (strength_px * 2 / 28)  # in grid units
+    field = F.interpolate(coarse, size=x.shape[-2:], mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    identity = torch.eye(2, 3).unsqueeze(0).expand(n, 2, 3)
+    grid = F.affine_grid(identity, list(x.shape), align_corners=False) + field.to(x.device)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
@@ -88,6 +102,7 @@ class Recipe:
     width: int = ModelConfig.width
     decoder: str = "plain"          # or "conditional" (C2AE-style)
     augment: bool = True            # small random affine warps
+    elastic: float = 0.0            # strength (px) of a smooth random elastic warp after them (0: none)
     oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
     oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
     logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
@@ -126,6 +141,19 @@ class Recipe:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
+def reusable_checkpoint(path: Path, recipe: Recipe) -> dict | None:
+    """The checkpoint at `path` when it records exactly `recipe` (every field, the code's version among them), else
+    None: a model from earlier work (a protocol split's, an auxiliary one) is reused only then, and trained again
+    otherwise, also when the file is no checkpoint this version reads."""
+    if not Path(path).is_file():
+        return None
+    try:
+        checkpoint = load_checkpoint(path)
+    except UserError:
+        return None
+    return checkpoint if recorded_recipe(checkpoint) == recipe else None
+
+
 def recorded_recipe(checkpoint: dict) -> Recipe | None:
     """The recipe a checkpoint was trained with, or None when it records none this code can read."""
     try:
@@ -155,6 +183,8 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
         x = images[idx].unsqueeze(1).float().div_(255)
         if recipe.augment:
             x = random_affine(x, generator)
+        if recipe.elastic:
+            x = elastic_warp(x, generator, recipe.elastic)
         y = targets[idx]
         negatives = training_negatives(x, y, recipe.negatives_per_batch, generator) if recipe.negatives_per_batch else None
         wrong = (y + torch.randint(1, net.config.num_classes, y.shape, generator=generator)) % net.config.num_classes \

@@ -369,12 +369,20 @@ def _holder(out):
     return proc
 
 
-def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line(tmp_path):
+def _tree(folder: Path) -> dict:
+    """Every file and folder below `folder`, hidden ones too, with the bytes of each file."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line_and_changes_nothing(tmp_path):
     out = tmp_path / "out"
     first = _holder(out)
     try:
+        before = _tree(out)
+        assert any(name.startswith(osr_io.STAGING_PREFIX) for name in before)  # the live run's staging folder
         with pytest.raises(UserError, match=rf"{out} is being written by another run; wait for it to end"):
             StageOutputs(out)
+        assert _tree(out) == before  # the refused run touched nothing, the live run's staging folder least of all
     finally:
         first.kill()
         first.wait()

@@ -1,16 +1,17 @@
-"""The unseen-digit protocol reuses a split's model only when it was trained exactly as this run would train it."""
+"""A model from earlier work (a protocol split's, a leave-classes-out one) is reused only when it was trained exactly
+as this run would train it: every field of its recipe, each tried here."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 
 import evaluate_osr
 import train
-from osr_core import cli
+from osr_core import cli, leave_out
 from osr_core.io import load_checkpoint, save_checkpoint
-from osr_core.training import Recipe
+from osr_core.training import Recipe, reusable_checkpoint
 
 FLAGS = ["--known-classes", "2,4,5,9,8,3", "--epochs", "1", "--train-limit", "600", "--width", "8", "--seed", "0"]
 
@@ -19,24 +20,58 @@ def _recipe(*extra: str) -> Recipe:
     return train.recipe_of(train.build_parser().parse_args([*FLAGS, *extra]), torch.device("cpu"))
 
 
-def test_a_split_model_is_reused_only_when_its_whole_recipe_matches(data_dir, tmp_path):
+def _another(recipe: Recipe, name: str):
+    """A valid value of recipe field `name` other than the recipe's own."""
+    value = getattr(recipe, name)
+    others = {"arch": {"cnn": "dhrnet", "dhrnet": "cnn"}, "decoder": {"plain": "conditional", "conditional": "plain"},
+              "precision": {"fp32": "bf16", "bf16": "fp32"}}
+    if name in others:
+        return others[name][value]
+    if name == "known_classes":
+        return tuple(sorted(value[:-1] + (1,)))
+    if name == "train_limit":
+        return (value or 0) + 100
+    if isinstance(value, bool):
+        return not value
+    return value + 1 if isinstance(value, int) else value * 2 + 0.25
+
+
+def test_a_model_is_reused_only_when_every_field_of_its_recipe_matches(data_dir, tmp_path):
     checkpoint = tmp_path / "model.pt"
     assert train.main([*FLAGS, "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out", str(checkpoint)]) == 0
     assert load_checkpoint(checkpoint)["recipe"] == _recipe().to_dict()
-    assert evaluate_osr.reusable(checkpoint, _recipe())
-    other_precision = "fp32" if _recipe().precision == "bf16" else "bf16"  # whichever this machine does not default to
-    for other in (["--width", "16"], ["--decoder", "conditional"], ["--lr", "0.01"], ["--weight-decay", "0"],
-                  ["--epochs", "2"], ["--batch-size", "128"], ["--oe-fraction", "0.5"], ["--no-augment"],
-                  ["--known-classes", "2,4,5,9,8,1"], ["--seed", "1"], ["--precision", other_precision], ["--train-limit", "700"]):
-        assert not evaluate_osr.reusable(checkpoint, _recipe(*other)), other
-    assert not evaluate_osr.reusable(checkpoint, replace(_recipe(), code_version=_recipe().code_version + 1))
-    assert not evaluate_osr.reusable(tmp_path / "missing.pt", _recipe())
+    assert reusable_checkpoint(checkpoint, _recipe()) is not None
+    for f in fields(Recipe):
+        other = replace(_recipe(), **{f.name: _another(_recipe(), f.name)})
+        assert other != _recipe() and reusable_checkpoint(checkpoint, other) is None, f.name
+    assert reusable_checkpoint(tmp_path / "missing.pt", _recipe()) is None
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    assert reusable_checkpoint(tmp_path / "text.pt", _recipe()) is None
     # A checkpoint of the previous format (a few of train.py's arguments, no recipe) is trained again, not reused.
     old = load_checkpoint(checkpoint)
     old["format_version"], old["train_args"] = 1, {"known_classes": [2, 3, 4, 5, 8, 9], "epochs": 1, "seed": 0}
     del old["recipe"]
     save_checkpoint(tmp_path / "old.pt", {**old, "recipe": None})
-    assert not evaluate_osr.reusable(tmp_path / "old.pt", _recipe())
+    assert reusable_checkpoint(tmp_path / "old.pt", _recipe()) is None
+
+
+def test_a_leave_classes_out_model_is_trained_again_when_its_recipe_differs(tmp_path, monkeypatch):
+    trained = []
+
+    def fit(recipe, data_dir, device):
+        trained.append(recipe)
+        return {"recipe": recipe.to_dict()}
+    monkeypatch.setattr(leave_out, "fit", fit)
+    monkeypatch.setattr(leave_out, "save_checkpoint", lambda path, ckpt: torch.save(ckpt, path))
+    monkeypatch.setattr(leave_out, "model_from_checkpoint", lambda ckpt, device: ckpt)
+    monkeypatch.setattr("osr_core.training.load_checkpoint", lambda path: torch.load(path, weights_only=False))
+    path = tmp_path / "fold.pt"
+    recipe = _recipe()
+    leave_out.fold_model(recipe, path, "data", torch.device("cpu"))
+    leave_out.fold_model(recipe, path, "data", torch.device("cpu"))           # the same recipe: reused
+    assert trained == [recipe]
+    leave_out.fold_model(replace(recipe, oe_weight=0.25), path, "data", torch.device("cpu"))
+    assert len(trained) == 2 and trained[1].oe_weight == 0.25
 
 
 def test_a_split_is_trained_with_train_pys_defaults_and_its_own_classes():

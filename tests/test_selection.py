@@ -13,9 +13,9 @@ import train
 from conftest import FOLD_FLAGS
 from osr_core import characters, data, forms, letters, selection, unknown_sets
 from osr_core.io import load_checkpoint
-from osr_core.leave_out import Fold, fold_recipe, folds, FoldBudget
+from osr_core.leave_out import Fold, FoldScheme, fold_recipe, folds
 from osr_core.scores import Scored
-from osr_core.selection import ACCEPTANCE, NEAR, Evidence, select_decision
+from osr_core.selection import ACCEPTANCE, NEAR, Evidence, FoldJudge, select_decision
 from osr_core.training import Recipe
 
 CLASSES = [0, 1]
@@ -38,7 +38,7 @@ def _fold(rng, n=600, **unknown_centres) -> Fold:
 def _evidence(rng, folds, far=None, users=None) -> Evidence:
     far = far or {"far": dict(pixel=2.0, energy=10.0, mahalanobis=8.0)}  # told apart by every part
     return Evidence(_scored(rng, 2000, **KNOWN), {f: _scored(rng, 400, **{**KNOWN, **c}) for f, c in far.items()},
-                    _scored(rng, 1000, **{**KNOWN, **(users or {})}), folds)
+                    _scored(rng, 1000, **{**KNOWN, **(users or {})}), FoldJudge(folds, seed=0) if folds else None)
 
 
 def test_the_near_signal_chooses_the_near_part_and_the_floors_choose_the_gates_beside_it():
@@ -116,14 +116,23 @@ def test_without_folds_the_far_families_choose_the_near_part_and_the_gates_are_t
 
 def test_folds_hold_out_every_known_class_once_and_keep_two():
     for known in (range(10), [2, 4, 5, 9, 8, 3], [1, 2, 3, 4, 5, 6, 7]):
-        made = folds(known, seed=0)
-        assert sorted(c for f in made for c in f) == sorted(known)
-        assert all(len(set(known) - set(f)) >= 2 for f in made)
-    assert folds(range(10), 0) != folds(range(10), 1)
+        for size in (1, 2):
+            made = folds(known, seed=0, size=size)
+            assert sorted(c for f in made for c in f) == sorted(known)
+            assert all(len(set(known) - set(f)) >= 2 for f in made)
+    assert folds(range(10), 0, size=2) != folds(range(10), 1, size=2)
     with pytest.raises(ValueError, match="at least 4"):
-        folds([1, 2, 3], 0)
-    r = fold_recipe(Recipe(epochs=5, width=24), [3, 7], FoldBudget(2, 1000))
+        folds([1, 2, 3], 0, size=2)
+    with pytest.raises(ValueError, match="at least 3"):
+        folds([1, 2], 0, size=1)
+    r = fold_recipe(Recipe(epochs=5, width=24), [3, 7], FoldScheme(2, 2, 1000))
     assert (r.known_classes, r.epochs, r.train_limit, r.width) == ((0, 1, 2, 4, 5, 6, 8, 9), 2, 1000, 24)
+    # Never trained longer, nor on more images, than the checkpoint it judges.
+    r = fold_recipe(Recipe(epochs=2, train_limit=5000), [3], FoldScheme(1, 5, 10000))
+    assert (r.epochs, r.train_limit, len(r.known_classes)) == (2, 5000, 9)
+    r = fold_recipe(Recipe(epochs=5), [3], FoldScheme())
+    assert (r.epochs, r.train_limit) == (5, None)
+    assert [len(f) for f in folds(range(10), 0, size=1)] == [1] * 10
 
 
 FORBIDDEN = [(data, "load_fashion_mnist_test"), (data, "uniform_noise"), (data, "mnist_noise"), (data, "natural_crops"),

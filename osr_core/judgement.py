@@ -1,0 +1,124 @@
+"""The near-digit judge's verdict on a recipe, computed once and shipped with the code.
+
+A judge as strong as the model it judges trains, for every known class, a model of the checkpoint's own recipe
+and budget without that class (leave_out.FULL): ten models for the ten digits, more than the rest of the pipeline
+costs. Its verdict depends on the recipe alone, so it is paid once per recipe: `make judge` computes the judgement
+of train.py's default recipe and of each protocol split's and writes them to osr_core/judgements/. Stage 2 uses a
+shipped judgement when the checkpoint's recipe matches one (its seed and arithmetic precision aside: a judgement is
+about a recipe, not about one run's weights) and the fold scheme asked for is the judgement's; otherwise it trains
+its folds.
+
+A judgement holds the folds, and for every near part, and every gate configuration beside the near part that step 1
+chooses, the leave-classes-out AUROC per fold and in each of the selection's paired bootstrap resamples: all that
+selection.py reads of a judge. `python -m osr_core.judgement --check` computes them again and compares.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import cli, data, gates
+from .io import atomic_write_bytes
+from .leave_out import FULL, FoldScheme, leave_classes_out
+from .selection import NEAR, RULE, FoldJudge, ShippedJudge, choose_near, gate_plans
+from .training import Recipe
+
+log = logging.getLogger("osr")
+JUDGEMENTS = Path(__file__).parent / "judgements"
+UNJUDGED_FIELDS = ("seed", "precision")  # a judgement is about a recipe, not about one run's weights or arithmetic
+DIGITS = 8                                # figures are kept to this many decimals
+
+
+def recipe_key(recipe: Recipe) -> dict:
+    return {k: v for k, v in recipe.to_dict().items() if k not in UNJUDGED_FIELDS}
+
+
+def path_for(recipe: Recipe) -> Path:
+    digest = hashlib.sha256(json.dumps(recipe_key(recipe), sort_keys=True).encode()).hexdigest()[:16]
+    return JUDGEMENTS / f"{digest}.json"
+
+
+def compute(folds, seed: int, scheme: FoldScheme, recipe: Recipe) -> dict:
+    """The judgement of a recipe's folds: step 1's near part, and the figures of every candidate the selection may
+    ask a judge about."""
+    judge = FoldJudge(folds, seed, scheme.to_json())
+    components = folds[0].known.components
+    nears = gates.candidate_scores(components)
+    table = {n: {NEAR: float(np.mean(judge.per_fold(n, ())))} for n in nears}
+    near = choose_near(judge, nears, table)
+    asked = [(n, ()) for n in nears] + [(near, plan) for plan in gate_plans(near, components) if plan]
+    rounded = lambda values: [round(float(v), DIGITS) for v in values]
+    candidates = {gates.gates_name(n, plan): {"per_fold": rounded(judge.per_fold(n, plan)),
+                                             "resampled": rounded(judge.resampled(n, plan))} for n, plan in asked}
+    return {"recipe_key": recipe_key(recipe), "scheme": scheme.to_json(), "seed": seed, "near": near, "rule": RULE,
+            "folds": judge.folds_json, "candidates": candidates}
+
+
+def shipped(recipe: Recipe, scheme: FoldScheme) -> ShippedJudge | None:
+    """The shipped judgement of this recipe under this fold scheme, if there is one."""
+    path = path_for(recipe)
+    if not path.is_file():
+        return None
+    judgement = json.loads(path.read_text())
+    if judgement["recipe_key"] != recipe_key(recipe) or judgement["scheme"] != scheme.to_json():
+        return None
+    return ShippedJudge(judgement, f"osr_core/judgements/{path.name}")
+
+
+def judged_recipes(device) -> dict[str, Recipe]:
+    """The recipes `make judge` judges: train.py's default, and each protocol split's (as evaluate_osr.py trains it)."""
+    import train  # the stage script is where the recipe's command-line defaults live
+
+    recipe = lambda *flags: train.recipe_of(train.build_parser().parse_args(list(flags)), device)
+    recipes = {"default": recipe()}
+    for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
+        recipes[f"split{i}"] = recipe("--known-classes", ",".join(map(str, known)))
+    return recipes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="compute the shipped near-digit judgements (make judge)")
+    p.add_argument("--recipes", default="all", help="default, split0..split4, or all (default: %(default)s)")
+    p.add_argument("--folds-dir", default="artifacts/judge", help="where the fold models are kept and reused")
+    p.add_argument("--check", action="store_true", help="compare with the shipped judgements instead of writing them")
+    cli.add_common_flags(p, "data_dir", "device", "seed", "batch_size")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    device = cli.resolve_device(args.device)
+    recipes = judged_recipes(device)
+    names = list(recipes) if args.recipes == "all" else args.recipes.split(",")
+    unknown = [n for n in names if n not in recipes]
+    if unknown:
+        raise cli.UserError(f"--recipes: unknown {', '.join(unknown)} (choose from {', '.join(recipes)} or all)")
+    val = data.validation_indices()
+    differ = 0
+    for name in names:
+        recipe = recipes[name]
+        path = path_for(recipe)
+        folds = leave_classes_out(recipe, val, args.data_dir, Path(args.folds_dir) / path.stem, FULL, device,
+                                  args.seed, args.batch_size)
+        judgement = compute(folds, args.seed, FULL, recipe)
+        if args.check:
+            same = path.is_file() and json.loads(path.read_text()) == judgement
+            differ += not same
+            print(f"{name}: {'the same as' if same else 'DIFFERENT from'} {path}; near part {judgement['near']}")
+        else:
+            atomic_write_bytes(path, (json.dumps(judgement, indent=1) + "\n").encode())
+            print(f"{name}: wrote {path}; near part {judgement['near']}")
+    return 1 if differ else 0
+
+
+def main(argv=None) -> int:
+    return cli.run(run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

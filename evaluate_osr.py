@@ -29,7 +29,7 @@ from osr_core.evaluation import covariate_shift, evaluate, validation_reference
 from osr_core.io import StageOutputs, write_json
 from osr_core.pipeline import known_test_digits, load_calibration, load_trained
 from osr_core.report import render
-from osr_core.training import reusable_checkpoint
+from osr_core.recipe import reusable_checkpoint
 from osr_core.unknown_sets import held_out_digits, unknown_sets
 
 log = logging.getLogger("osr")

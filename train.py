@@ -17,7 +17,7 @@ import torch
 
 from osr_core import cli, distributed, training
 from osr_core.io import save_checkpoint
-from osr_core.training import Recipe
+from osr_core.recipe import Recipe
 
 log = logging.getLogger("osr")
 

@@ -45,13 +45,14 @@ from PIL import Image  # noqa: E402
 
 import reading_before  # noqa: E402
 import train  # noqa: E402
-from osr_core import OpenSetRecognizer, cli, data, images, plots, training  # noqa: E402
+from osr_core import OpenSetRecognizer, cli, data, generated, images, plots, training  # noqa: E402
 from osr_core.io import atomic_write_bytes, write_json  # noqa: E402
 from osr_core.models import ModelConfig, build_model  # noqa: E402
 from osr_core.leave_out import DEFAULT  # noqa: E402
 from osr_core.pipeline import Trained, decide, load_calibration, load_trained, select_on_validation  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
-from osr_core.training import Recipe, joint_loss, train_one_epoch  # noqa: E402
+from osr_core.recipe import Recipe  # noqa: E402
+from osr_core.training import joint_loss, train_one_epoch  # noqa: E402
 
 TRAIN_IMAGES, TRAIN_BATCH = 8192, Recipe.batch_size  # the default batch, so the loop is measured as train.py runs it
 SCORE_BATCH = 256
@@ -280,7 +281,7 @@ def bench_reading(data_dir: str, out_dir: Path, checkpoint: Path, thresholds: Pa
     predict() on 10,000 MNIST-shaped uint8 arrays against the scoring path on the same images. The three paths take
     turns within each repeat, so a machine that speeds up or slows down during the run affects them alike."""
     digits = data.load_mnist(data_dir, train=False)[0]
-    scans = data.scanned_digits(digits[:SCANS].numpy(), seed=3)
+    scans = generated.scanned_digits(digits[:SCANS].numpy(), seed=3)
     folder = out_dir / "scans"
     folder.mkdir(parents=True, exist_ok=True)
     files = []

@@ -33,7 +33,8 @@ from osr_core.leave_out import CHEAP, FULL, FoldScheme, leave_classes_out  # noq
 from osr_core.models import model_from_checkpoint  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
 from osr_core.selection import NEAR, FoldJudge, choose_near  # noqa: E402
-from osr_core.training import fit, reusable_checkpoint  # noqa: E402
+from osr_core.recipe import reusable_checkpoint  # noqa: E402
+from osr_core.training import fit  # noqa: E402
 
 # 6 known digits each; their unknowns together hold out every digit at least once. None is a protocol split.
 DESIGN_PARTITIONS = ([0, 1, 2, 3, 4, 5], [1, 3, 5, 6, 7, 9], [0, 2, 4, 6, 7, 8])

@@ -27,7 +27,7 @@ import evaluate_osr  # noqa: E402
 import train  # noqa: E402
 from osr_core import cli, data  # noqa: E402
 from osr_core.io import load_checkpoint, write_json  # noqa: E402
-from osr_core.training import reusable_checkpoint  # noqa: E402
+from osr_core.recipe import reusable_checkpoint  # noqa: E402
 
 # (name, train.py flags): the current default first; the others as they were weighed against it.
 METHODS = [

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from osr_core.mnist_style import (DENOISE_FROM, GRAIN_SIGMAS, INK_FLOOR, MIN_CONTRAST, SIDE, STROKE, border,
-                                  has_writing, is_mnist_shaped, median3_pil, normalise_ink)
+from osr_core.kernels import median3_pil
+from osr_core.mnist_style import DENOISE_FROM, GRAIN_SIGMAS, MIN_CONTRAST, SIDE, border, is_mnist_shaped, normalise_ink
+from osr_core.writing import INK_FLOOR, STROKE, has_writing
 
 
 def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:

@@ -3,13 +3,13 @@
 A decision that rejects every image a little unlike MNIST's own digits finds every unknown and is useless: a
 digit written with another pen, slanted, photographed out of focus or scanned from paper is still a digit. This
 family is made from the checkpoint's validation digits, image i by the distortion KINDS[i % 5] drawn from
-default_rng([seed, i, 3]), and read through the same preprocessing as a user's files (images.as_batch):
+generated.image_rng(seed, i, stream=3), and read through the same preprocessing as a user's files (images.as_batch):
 
 - `thick_pen`: strokes one pixel fatter on each side (a marker);
 - `thin_pen`: strokes half a pixel thinner on each side (a fine pen; drawn at twice the size, eroded, shrunk);
 - `slant`: sheared 10-24 degrees to either side (a hand that leans);
 - `soft_focus`: blurred by a Gaussian of sigma 0.7-1.1 px (a phone photo slightly out of focus);
-- `scan`: dark ink on a larger sheet of paper, 40-120 px tall, with sensor noise and JPEG (data.scanned_digits).
+- `scan`: dark ink on a larger sheet of paper, 40-120 px tall, with sensor noise and JPEG (generated.scanned_digits).
 
 None of these is a training augmentation (train.py warps by small rotations, scalings and shifts only), so the
 family measures how the decision carries to digits the model was not taught to expect. The scans are drawn by
@@ -24,17 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data
+from . import generated
 from .images import as_batch
 from .outliers import _gaussian_blur
 
 KINDS = ("thick_pen", "thin_pen", "slant", "soft_focus", "scan")
 SIZE = 2000  # images: 400 of each kind, acceptance to about a point
-
-
-def _draws(n: int, seed: int, indices) -> list[np.random.Generator]:
-    rows = range(n) if indices is None else list(indices)
-    return [np.random.default_rng([seed, i, 3]) for i in rows]
 
 
 def thick_pen(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +67,7 @@ def users_digits(digits: torch.Tensor, seed: int, indices=None) -> tuple[torch.T
     """The acceptance family from validation digits (N, 1, 28, 28) in [0, 1]: (images in MNIST form as a user's
     files become, the kind of each). digits[k] is image indices[k] (k by default)."""
     rows = list(range(len(digits))) if indices is None else list(indices)
-    draws = _draws(len(digits), seed, indices)
+    draws = [generated.image_rng(seed, i, stream=3) for i in rows]
     kinds = [KINDS[i % len(KINDS)] for i in rows]
     made: list[np.ndarray | None] = [None] * len(digits)
     for kind in KINDS:
@@ -91,7 +86,7 @@ def users_digits(digits: torch.Tensor, seed: int, indices=None) -> tuple[torch.T
             out = soft_focus(x, np.array([draws[k].uniform(0.7, 1.1) for k in at]))
         else:
             u8 = (x[:, 0] * 255).round().to(torch.uint8).numpy()
-            for k, sheet in zip(at, data.scanned_digits(u8, seed, [rows[k] for k in at])):
+            for k, sheet in zip(at, generated.scanned_digits(u8, seed, [rows[k] for k in at])):
                 made[k] = sheet
             continue
         for k, image in zip(at, out[:, 0].numpy()):

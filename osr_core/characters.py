@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .cli import UserError
+from .generated import image_rng
 from .letters import DIGIT_LIKE as LATIN_DIGIT_LIKE
 from .mnist_style import BOX, normalise_ink
 
@@ -122,5 +123,5 @@ def generate(count: int, seed: int, indices=None) -> list[dict]:
         looks_like = DIGIT_LIKE.get((font, slot), "")
         samples.append({"index": index, "font": font, "script": FONTS[font][0], "slot": slot,
                         "digit_like": bool(looks_like), "looks_like": looks_like,
-                        "image": draw(font_strokes(font)[slot], np.random.default_rng([seed, index]))})
+                        "image": draw(font_strokes(font)[slot], image_rng(seed, index))})
     return samples

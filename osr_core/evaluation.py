@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from . import data, metrics, outliers
+from . import generated, metrics, outliers
 from .calibration import Calibration
 from .cli import return_freed_memory
 from .images import as_batch
@@ -147,11 +147,11 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
     the same digits in MNIST form): how accurate, and how many get rejected. The first `n_generated` digits (all
     by default), and at most SCANS of them as scans."""
     digits = digits[:n_generated]
-    shifted = dict(data.distorted_digits(digits, seed))
+    shifted = dict(generated.distorted_digits(digits, seed))
     n = min(SCANS, len(digits))
     u8 = (digits[:n, 0] * 255).round().to(torch.uint8).numpy()
     # Made and read a few hundred at a time: thousands of sheet-sized arrays at once fragment the heap.
-    shifted["scans"] = torch.cat([as_batch(data.scanned_digits(u8[i:i + 250], seed, range(i, min(i + 250, n))))
+    shifted["scans"] = torch.cat([as_batch(generated.scanned_digits(u8[i:i + 250], seed, range(i, min(i + 250, n))))
                                   for i in range(0, n, 250)])
     shifted["scans_in_mnist_form"] = digits[:n]
     results = {}

@@ -13,6 +13,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from .generated import image_rng
+
 KINDS = ("blank", "speck", "ruling", "box", "comb")
 
 
@@ -85,7 +87,7 @@ DRAW = {"blank": _blank, "speck": _speck, "ruling": _ruling, "box": _box, "comb"
 
 def no_digit_image(seed: int, index: int) -> tuple[np.ndarray, str]:
     """(grayscale image in [0, 1], its kind): image `index` of the set made from `seed`."""
-    rng = np.random.default_rng([seed, index])
+    rng = image_rng(seed, index)
     kind = KINDS[int(rng.integers(len(KINDS)))]
     height = int(rng.integers(28, 201))
     width = int(height * rng.uniform(0.6, 2.5)) if rng.random() < 0.8 else height

@@ -26,8 +26,8 @@ import numpy as np
 from . import cli, data, gates
 from .io import atomic_write_bytes
 from .leave_out import FULL, FoldScheme, leave_classes_out
-from .selection import NEAR, RULE, FoldJudge, ShippedJudge, choose_near, gate_plans
-from .training import Recipe
+from .selection import NEAR, FoldJudge, ShippedJudge, choose_near, gate_plans
+from .recipe import Recipe
 
 log = logging.getLogger("osr")
 JUDGEMENTS = Path(__file__).parent / "judgements"
@@ -56,7 +56,7 @@ def compute(folds, seed: int, scheme: FoldScheme, recipe: Recipe) -> dict:
     rounded = lambda values: [round(float(v), DIGITS) for v in values]
     candidates = {gates.gates_name(n, plan): {"per_fold": rounded(judge.per_fold(n, plan)),
                                              "resampled": rounded(judge.resampled(n, plan))} for n, plan in asked}
-    return {"recipe_key": recipe_key(recipe), "scheme": scheme.to_json(), "seed": seed, "near": near, "rule": RULE,
+    return {"recipe_key": recipe_key(recipe), "scheme": scheme.to_json(), "seed": seed, "near": near,
             "folds": judge.folds_json, "candidates": candidates}
 
 

@@ -29,7 +29,8 @@ from .cli import UserError
 from .io import save_checkpoint
 from .models import model_from_checkpoint
 from .scores import Scored, score_images
-from .training import Recipe, fit, reusable_checkpoint
+from .recipe import Recipe, reusable_checkpoint
+from .training import fit
 
 log = logging.getLogger("osr")
 
@@ -115,7 +116,8 @@ def leave_classes_out(recipe: Recipe, val_indices: torch.Tensor, data_dir: str |
     if not torch.equal(torch.as_tensor(val_indices), data.validation_indices(len(images))):
         raise UserError("the checkpoint's validation split is not the one this version of the code holds out, so "
                         "leave-classes-out models trained now would have seen its digits; retrain it with train.py")
-    val_images, val_labels = data.to_float(images[val_indices]), labels[val_indices]
+    val_images, val_labels = data.validation_digits(images, labels, val_indices, recipe.known_classes)
+    val_images = data.to_float(val_images)
     result = []
     for held_out in folds(recipe.known_classes, seed, scheme.size):
         fr = fold_recipe(recipe, held_out, scheme)

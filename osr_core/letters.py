@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .cli import UserError
+from .generated import image_rng
 from .io import csv_text
 from .mnist_style import SIDE, normalise_ink
 
@@ -142,7 +143,7 @@ def generate(count: int, seed: int, font_dir: str | Path | None = None, progress
 
 
 def _sample(index: int, seed: int, fonts: list[str]) -> dict:
-    rng = np.random.default_rng([seed, index])
+    rng = image_rng(seed, index)
     char = LETTERS[index % len(LETTERS)]
     size = int(rng.integers(SIZES[0], SIZES[1] + 1))
     stroke = int(rng.integers(STROKES[0], STROKES[1] + 1))

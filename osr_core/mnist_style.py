@@ -1,13 +1,16 @@
 """MNIST's own normalisation, for every image that does not come from MNIST's files: crop to the ink,
 scale so the longer side is 20 px with the aspect ratio kept (anti-aliased), and place it in 28x28 so
 that its centre of mass falls on pixel (14, 14). MNIST's digits were made this way (LeCun et al.), and
-their centres of mass all round to (14, 14) in row/column index coordinates.
+their centres of mass all round to (14, 14) in row/column index coordinates. Whether anything is written at all is
+writing.py's question; the fast kernels the reading uses are kernels.py's.
 """
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
-from scipy import ndimage
+from PIL import Image
+
+from .kernels import high_percentile, median3
+from .writing import INK_FLOOR, STROKE, has_writing, rows_and_columns
 
 SIDE = 28
 BOX = 20  # MNIST fits each digit in a 20x20 box before centring it in 28x28
@@ -54,8 +57,6 @@ def normalise_ink(canvas: Image.Image) -> np.ndarray:
 
 
 INVERT_CHOICES = ("auto", "yes", "no")
-INK_FLOOR = 0.2   # after background removal: paper texture, JPEG ringing and shadows stay below this
-STROKE = 0.5      # the crop box is where ink is this strong, so a speck of grain cannot stretch it
 DENOISE_FROM = 56  # images at least this many pixels on their shorter side get a 3x3 median filter first
 GRAIN_SIGMAS = 6   # ink must stand this many noise deviations above the paper: grain alone never does
 # Paper's grain (sensor noise, JPEG) stays far below this pixel-to-pixel deviation (forms.py draws up to 0.04; uniform
@@ -63,68 +64,50 @@ GRAIN_SIGMAS = 6   # ink must stand this many noise deviations above the paper: 
 # with no paper to take off and no ink to find. It is shown to the model whole, never called blank.
 TEXTURE = 0.15
 MIN_CONTRAST = 0.1  # ... and this far above it on a 0-1 scale
-SPECK_PX, SPECK_FRACTION = 4, 0.08  # a blot shorter than this (px, or share of the shorter side) is dust
-LINE_FRACTION = 0.6  # a straight run of ink this long (share of the side it runs along) is a printed line
-TICK_FRACTION = 0.35  # an upright mark on a printed line, at most this share of the height, is a comb's tick
+
+
+def borders(grays: np.ndarray) -> np.ndarray:
+    """The outer ring of each image of a stack (N, H, W), 1/10 of its shorter side wide (at least 1 px): where the
+    background shows. (N, pixels of the ring)."""
+    n, w = len(grays), max(1, min(grays.shape[1:]) // 10)
+    return np.concatenate([grays[:, :w].reshape(n, -1), grays[:, -w:].reshape(n, -1),
+                           grays[:, w:-w, :w].reshape(n, -1), grays[:, w:-w, -w:].reshape(n, -1)], axis=1)
 
 
 def border(gray: np.ndarray) -> np.ndarray:
-    """The outer ring of an image, 1/10 of its shorter side wide (at least 1 px): where the background shows."""
-    w = max(1, min(gray.shape) // 10)
-    return np.concatenate([gray[:w].ravel(), gray[-w:].ravel(), gray[w:-w, :w].ravel(), gray[w:-w, -w:].ravel()])
+    """The outer ring of one image (H, W): borders() of a stack of one."""
+    return borders(gray[None])[0]
 
 
-def ink_is_dark(ring: np.ndarray) -> bool:
-    """Dark ink on light paper: the border (`ring`, from border()), which shows the background, is mostly light."""
-    return float(np.median(ring)) > 0.5
+def ink_is_dark(rings: np.ndarray):
+    """Dark ink on light paper: the border (a ring from border(), or rings from borders()), which shows the
+    background, is mostly light. One bool per ring."""
+    return np.median(rings, axis=-1) > 0.5
+
+
+def mnist_shaped(grays: np.ndarray) -> np.ndarray:
+    """For a stack (N, H, W): which are 28x28, white ink on a black background, ink within a 20-px box, as MNIST's
+    own digits all are."""
+    if grays.shape[1:] != (SIDE, SIDE):
+        return np.zeros(len(grays), bool)
+    ink = grays != 0
+    extent = lambda m: np.where(m.any(1), SIDE - np.argmax(m[:, ::-1], 1) - np.argmax(m, 1), 0)  # (N,) rows or cols
+    return (np.median(borders(grays), axis=1) <= 0) & (np.maximum(extent(ink.any(2)), extent(ink.any(1))) <= BOX)
 
 
 def is_mnist_shaped(gray: np.ndarray) -> bool:
-    """28x28, white ink on a black background, ink within a 20-px box: what MNIST's own digits all are."""
-    if gray.shape != (SIDE, SIDE) or np.median(border(gray)) > 0:
-        return False
-    rows, cols = np.nonzero(gray)
-    return rows.size == 0 or max(np.ptp(rows), np.ptp(cols)) + 1 <= BOX
+    """mnist_shaped() of one image (H, W)."""
+    return bool(mnist_shaped(gray[None])[0])
 
 
 def already_in_mnist_form(grays: np.ndarray, invert: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """For a stack of 28x28 images (N, 28, 28) float in [0, 1]: which of them to_mnist_form would return as they
-    are (after making the ink white), and the stack with the ink made white. The same tests as to_mnist_form's
-    (ink_is_dark, is_mnist_shaped), on the whole stack at once."""
-    w = max(1, SIDE // 10)
-    ring = lambda g: np.concatenate([g[:, :w].reshape(len(g), -1), g[:, -w:].reshape(len(g), -1),
-                                     g[:, w:-w, :w].reshape(len(g), -1), g[:, w:-w, -w:].reshape(len(g), -1)], axis=1)
+    are (after making the ink white), and the stack with the ink made white: to_mnist_form's own tests (ink_is_dark,
+    mnist_shaped), on the whole stack at once."""
     grays = np.asarray(grays, dtype=np.float32)
-    dark = np.full(len(grays), invert == "yes") if invert != "auto" else np.median(ring(grays), axis=1) > 0.5
+    dark = np.full(len(grays), invert == "yes") if invert != "auto" else ink_is_dark(borders(grays))
     turned = np.where(dark[:, None, None], 1.0 - grays, grays).astype(np.float32)
-    ink = turned != 0
-    rows, cols = ink.any(axis=2), ink.any(axis=1)                                  # (N, 28) each
-    extent = lambda m: np.where(m.any(1), SIDE - np.argmax(m[:, ::-1], 1) - np.argmax(m, 1), 0)
-    fits = np.maximum(extent(rows), extent(cols)) <= BOX
-    return (np.median(ring(turned), axis=1) <= 0) & fits, turned
-
-
-def high_percentile(values: np.ndarray, q: float) -> float:
-    """float(np.percentile(values, q)), bit for bit, for a float32 array and a q near 100, read from the top of the
-    values only: np.percentile partitions a copy of the whole image, which is most of its cost. Everything below a
-    floor that leaves enough values above it is set aside, and the two values np.percentile interpolates between are
-    found among the rest, then interpolated as NumPy does (its "linear" method, in float32 for a Python float q)."""
-    flat = values.ravel()
-    n = flat.size
-    virtual = (n - 1) * np.true_divide(q, 100)  # the rank np.percentile interpolates at
-    below = int(np.floor(virtual))
-    if n < 1024 or below + 1 >= n:
-        return float(np.percentile(values, q))
-    sample = flat[::8]
-    k = int(0.98 * (sample.size - 1))
-    top = flat[flat >= np.partition(sample, k)[k]]  # about the top 2%: far more than the 0.1% needed
-    rank = below - (n - top.size)  # its rank among the values kept
-    if rank < 0:  # the floor was too high (a sample can mislead): the whole image, then
-        return float(np.percentile(values, q))
-    top.partition((rank, rank + 1))
-    low, high = top[rank], top[rank + 1]
-    gamma, step = float(virtual - below), high - low
-    return float(high - step * (1 - gamma) if gamma >= 0.5 else low + step * gamma)
+    return mnist_shaped(turned), turned
 
 
 def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
@@ -158,7 +141,7 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     if min(ink.shape) >= DENOISE_FROM:  # sensor grain and JPEG specks; strokes there are several pixels wide
         ink = _median3_near_strokes(ink, reach=pad)
     ink[ink < INK_FLOOR] = 0.0
-    rows, cols = _rows_and_columns(ink >= STROKE)
+    rows, cols = rows_and_columns(ink >= STROKE)
     if rows.size == 0:  # the grain filter took what strong ink there was
         return np.zeros((SIDE, SIDE), np.float32)
     box = ink[max(rows[0] - pad, 0):rows[-1] + pad + 1, max(cols[0] - pad, 0):cols[-1] + pad + 1]
@@ -184,18 +167,13 @@ def whole_image(gray: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def _rows_and_columns(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of the rows and of the columns of `mask` (H, W) that hold a True."""
-    return np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-
-
 def _median3_near_strokes(ink: np.ndarray, reach: int) -> np.ndarray:
     """median3(ink) within `reach` pixels of the box of the strong strokes, zero elsewhere: the crop that follows
     gets the same values for a fraction of the work on a large page. The filter cannot move that box outwards (a
     pixel outside it has at most three strong neighbours of nine, so its median stays below STROKE), so the crop
     (the box after filtering plus `reach`) lies within the region filtered here, each pixel of it filtered with
     its true neighbours (one pixel more on each side; the image's own edges replicated, as median3 does)."""
-    rows, cols = _rows_and_columns(ink >= STROKE)
+    rows, cols = rows_and_columns(ink >= STROKE)
     out = np.zeros_like(ink)
     if rows.size == 0:
         return out
@@ -208,106 +186,3 @@ def _median3_near_strokes(ink: np.ndarray, reach: int) -> np.ndarray:
     return out
 
 
-def median3(ink: np.ndarray) -> np.ndarray:
-    """3x3 median filter of a float32 image, edges replicated: the same values, bit for bit, as Pillow's
-    ImageFilter.MedianFilter(3) (median3_pil), several times faster.
-
-    Each vertical triple is sorted once and shared by the three windows beside it; the median of a window is then
-    the middle of (the largest of its three lows, the middle of its three middles, the smallest of its three highs).
-    The work is done on the padded image flattened, so every step is one contiguous pass: a window's left and right
-    neighbours are the flat elements before and after it, and the values that wrap around a row end are dropped."""
-    height, width = ink.shape
-    step = width + 2
-    flat = np.pad(ink, 1, mode="edge").ravel()
-    n = height * step  # windows centred on rows 1..height of the padded image, every column
-    above, centre, below = flat[:n], flat[step:step + n], flat[2 * step:]
-    low, high = np.minimum(above, centre), np.maximum(above, centre)
-    middle = np.minimum(high, below)
-    np.maximum(high, below, out=high)
-    low, middle = np.minimum(low, middle), np.maximum(low, middle)
-    left, mid, right = slice(0, n - 2), slice(1, n - 1), slice(2, n)  # centred on the flat element after `left`
-    lows = np.maximum(low[left], low[mid])
-    np.maximum(lows, low[right], out=lows)
-    highs = np.minimum(high[left], high[mid])
-    np.minimum(highs, high[right], out=highs)
-    middles = _middle_of_three(middle[left], middle[mid], middle[right])
-    out = np.empty(n, ink.dtype)
-    out[:n - 2] = _middle_of_three(lows, middles, highs)
-    return out.reshape(height, step)[:, :width].copy()  # window (r, c) is flat element r * step + c
-
-
-def _middle_of_three(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    low, high = np.minimum(a, b), np.maximum(a, b)
-    np.minimum(high, c, out=high)
-    return np.maximum(low, high, out=low)
-
-
-def median3_pil(ink: np.ndarray) -> np.ndarray:
-    """Pillow's 3x3 median filter: the reference median3 is tested against (and what the preprocessing used)."""
-    return np.array(Image.fromarray(ink).filter(ImageFilter.MedianFilter(3)), np.float32)
-
-
-def _long_runs(mask: np.ndarray, length: float) -> np.ndarray:
-    """The pixels of `mask` (H, W) that lie in a horizontal run of at least `length` consecutive pixels."""
-    out = np.zeros_like(mask)
-    candidates = np.flatnonzero(mask.sum(axis=1) >= length)  # a row with fewer inked pixels holds no such run
-    if candidates.size == 0:
-        return out
-    edges = np.diff(np.pad(mask[candidates], ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    (rows, starts), (_, ends) = np.nonzero(edges == 1), np.nonzero(edges == -1)  # row-major: paired in order
-    for r, a, b in zip(candidates[rows], starts, ends):
-        if b - a >= length:
-            out[r, a:b] = True
-    return out
-
-
-def _crosses_the_field(upright: np.ndarray, printed: np.ndarray) -> bool:
-    """Whether the upright lines run through (nearly) the whole height and on both sides of a printed line."""
-    rows = np.flatnonzero(upright.any(axis=1))
-    lines = np.flatnonzero(printed.any(axis=1))
-    height = upright.shape[0]
-    return rows[-1] - rows[0] + 1 >= 0.95 * height and bool(((lines > rows[0]) & (lines < rows[-1])).any())
-
-
-def _a_strong_stroke_spans(strong: np.ndarray, length: float) -> bool:
-    """Whether the strong ink alone holds a connected stroke at least `length` long or tall. Such a stroke lies in a
-    mark (strong ink is marked ink) that is no speck and holds strong ink, so with no printed line it is writing;
-    found on the box of the strong ink only, not the whole page."""
-    rows, cols = _rows_and_columns(strong)
-    if rows.size == 0 or max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < length:
-        return False
-    labels, _ = ndimage.label(strong[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], structure=np.ones((3, 3)))
-    return any(max(r.stop - r.start, c.stop - c.start) >= length for r, c in ndimage.find_objects(labels))
-
-
-def has_writing(ink: np.ndarray) -> bool:
-    """Whether the ink of an image ((H, W) in [0, 1], paper at 0) holds anything written, rather than only dust and
-    the printed parts of a form: lines across the field (ruling, a baseline), the sides of a box around it, the
-    ticks of a comb. A single upright line is kept as writing (it may be a 1), unless it runs from edge to edge
-    across a printed line (a notebook's margin); two far apart are a box's sides."""
-    strong = ink >= STROKE
-    height, width = strong.shape
-    printed = _long_runs(strong, LINE_FRACTION * width)
-    upright = _long_runs(strong.T, LINE_FRACTION * height).T
-    columns = np.flatnonzero(upright.any(axis=0))
-    if columns.size and (columns[-1] - columns[0] >= width / 2 or _crosses_the_field(upright, printed)):
-        printed |= upright
-    speck = max(SPECK_PX, SPECK_FRACTION * min(height, width))
-    if not printed.any() and _a_strong_stroke_spans(strong, speck):  # the common case of a written digit, quickly
-        return True
-    # A mark is traced through its faint ink too, so a stroke that scanned as a row of dots stays one mark; it
-    # must hold strong ink somewhere.
-    marks = ink >= INK_FLOOR
-    if printed.any():
-        marks &= ~ndimage.binary_dilation(printed)
-        near_print = ndimage.binary_dilation(printed, iterations=2)
-    labels, _ = ndimage.label(marks, structure=np.ones((3, 3)))
-    for index, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-        mark = labels[rows, cols] == index
-        tall, wide = rows.stop - rows.start, cols.stop - cols.start
-        if max(tall, wide) < speck or not strong[rows, cols][mark].any():
-            continue
-        tick = printed.any() and tall <= TICK_FRACTION * height and wide < speck and near_print[rows, cols][mark].any()
-        if not tick:
-            return True
-    return False

@@ -125,7 +125,7 @@ class OSRNet(nn.Module):
             nn.Linear(d, config.feature_code_dim), nn.ReLU(inplace=True), nn.Linear(config.feature_code_dim, d),
         )
         # Class-conditional Gaussians of the features with a shared covariance, fitted on the training split
-        # after training (training.fit_class_gaussians): distance = ||(f - mean_c) @ whitening||^2.
+        # after training (fitting.fit_class_gaussians): distance = ||(f - mean_c) @ whitening||^2.
         self.register_buffer("class_means", torch.zeros(config.num_classes, d))
         self.register_buffer("whitening", torch.zeros(d, d))
 
@@ -167,7 +167,7 @@ class DHRNet(nn.Module):
     the decoder rebuilds the image top-down from all of them, and the classifier reads the top stage.
 
     Its own detector is OpenMax over [logits, pooled z_1..z_L]: per-class mean activation vectors and Weibull
-    fits of the largest distances to them, set after training by training.fit_openmax.
+    fits of the largest distances to them, set after training by fitting.fit_openmax.
     """
 
     def __init__(self, config: ModelConfig):

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .generated import image_rng
+
 # Pose transforms, each a function of (B, 1, 28, 28) images.
 POSES = {
     "mirror": lambda x: x.flip(-1),
@@ -69,8 +71,7 @@ def uniforms(n: int, k: int, seed: int, indices=None, stream: int | None = None)
     rows = range(n) if indices is None else list(indices)
     out = np.empty((len(rows), k), np.float32)
     for row, i in enumerate(rows):
-        key = [seed, i] if stream is None else [seed, i, stream]
-        out[row] = np.random.default_rng(key).random(k, dtype=np.float32)
+        out[row] = image_rng(seed, i, stream).random(k, dtype=np.float32)
     return torch.from_numpy(out)
 
 
@@ -117,7 +118,7 @@ def earlier_partners(labels: torch.Tensor, seed: int) -> torch.Tensor:
             later = next((j for j in range(i + 1, len(labels)) if labels[j] != label), i)
             partners.append(later)
             continue
-        rng = np.random.default_rng([seed, i, 1])
+        rng = image_rng(seed, i, stream=1)
         while True:  # rejection sampling: another class is found within a few draws
             j = int(rng.integers(i)) if earlier is None else earlier[int(rng.integers(len(earlier)))]
             if labels[j] != label:

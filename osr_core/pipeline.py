@@ -17,7 +17,7 @@ from .leave_out import DEFAULT, FoldScheme, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
 from .scores import Scored, score_images
 from .selection import Evidence, FoldJudge, Selection, select_decision
-from .training import recorded_recipe
+from .recipe import recorded_recipe
 
 
 @dataclass
@@ -52,10 +52,9 @@ def load_calibration(trained: Trained, thresholds_path: str | Path) -> Calibrati
 
 def validation_images(trained: Trained, data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The checkpoint's own validation split, known classes only: (float images, labels)."""
-    images, labels = data.load_mnist(data_dir, train=True)
-    idx = trained.checkpoint["val_indices"]
-    idx = idx[torch.isin(labels[idx], torch.tensor(trained.known_classes))]
-    return data.to_float(images[idx]), labels[idx]
+    images, labels = data.validation_digits(*data.load_mnist(data_dir, train=True), trained.checkpoint["val_indices"],
+                                            trained.known_classes)
+    return data.to_float(images), labels
 
 
 def known_test_digits(trained: Trained, data_dir: str | Path) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
-"""Training: the recipe, the data it reads, the joint training loop, and the fits that finish a model.
+"""Training: the data a recipe reads, the batch augmentations, the joint loss, the training loop and a whole run
+(recipe.py says what is trained, fitting.py finishes the model).
 
 Data stays in memory as one uint8 tensor and is augmented a batch at a time (small random affine
-warps): on 2 cores, per-sample PIL transforms would cost more than the model itself.
+warps, optionally a smooth elastic one): on 2 cores, per-sample PIL transforms would cost more than the model itself.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,9 +20,11 @@ from tqdm import tqdm
 from . import data
 from .cli import UserError, seed_everything
 from .distributed import World, wrap
-from .io import CHECKPOINT_FORMAT, atomic_write_bytes, load_checkpoint, torch_bytes
-from .models import DHRNet, ModelConfig, OSRNet, Outputs, build_model, eucos_distance, statistics_from_first
+from .fitting import finish_fitting
+from .io import CHECKPOINT_FORMAT, atomic_write_bytes, torch_bytes
+from .models import ModelConfig, OSRNet, Outputs, build_model, statistics_from_first
 from .outliers import training_negatives
+from .recipe import FLAG_OF, Recipe
 from .scores import score_images
 
 log = logging.getLogger("osr")
@@ -83,83 +86,11 @@ def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits.float(), dim=1).mean()
 
 
-# Raised whenever a change to the training code changes what a recipe produces, so that checkpoints trained
-# by the old code (the protocol's split models, the leave-classes-out models) are retrained, never reused.
-TRAINING_CODE_VERSION = 2
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that decides what training produces. The checkpoint records it whole, and a checkpoint is
-    reused (--resume, the protocol's split models, the leave-classes-out models) only when its recorded recipe
-    equals the one asked for, field by field."""
-    known_classes: tuple[int, ...] = tuple(range(10))
-    arch: str = "cnn"
-    epochs: int = 5
-    batch_size: int = 256
-    lr: float = 6e-3                # peak of the one-cycle schedule
-    weight_decay: float = 5e-4
-    width: int = ModelConfig.width
-    decoder: str = "plain"          # or "conditional" (C2AE-style)
-    augment: bool = True            # small random affine warps
-    elastic: float = 0.0            # strength (px) of a smooth random elastic warp after them (0: none)
-    oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
-    oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
-    logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
-    precision: str = "fp32"         # "bf16": bfloat16 autocast for the forward pass (resolved, never "auto")
-    train_limit: int | None = None  # only the first N training images of the known classes
-    seed: int = 0
-    code_version: int = TRAINING_CODE_VERSION
-
-    def __post_init__(self):
-        object.__setattr__(self, "known_classes", tuple(sorted(int(c) for c in self.known_classes)))
-
-    @property
-    def negatives_per_batch(self) -> int:
-        return round(self.oe_fraction * self.batch_size)
-
-    @property
-    def bf16(self) -> bool:
-        return self.precision == "bf16"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["known_classes"] = list(self.known_classes)
-        return d
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "Recipe":
-        """The recipe a checkpoint recorded; raises ValueError for one this code cannot have written. A field added
-        since takes its default, which is always the behaviour from before the field existed."""
-        names = {f.name for f in fields(cls)}
-        if not isinstance(values, dict) or not set(values) <= names or "known_classes" not in values:
-            raise ValueError("not a training recipe of this version")
-        return cls(**values)
-
-    def differences(self, other: "Recipe") -> list[str]:
-        """The fields in which two recipes differ."""
-        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
-
-
-def reusable_checkpoint(path: Path, recipe: Recipe) -> dict | None:
-    """The checkpoint at `path` when it records exactly `recipe` (every field, the code's version among them), else
-    None: a model from earlier work (a protocol split's, an auxiliary one) is reused only then, and trained again
-    otherwise, also when the file is no checkpoint this version reads."""
-    if not Path(path).is_file():
-        return None
-    try:
-        checkpoint = load_checkpoint(path)
-    except UserError:
-        return None
-    return checkpoint if recorded_recipe(checkpoint) == recipe else None
-
-
-def recorded_recipe(checkpoint: dict) -> Recipe | None:
-    """The recipe a checkpoint was trained with, or None when it records none this code can read."""
-    try:
-        return Recipe.from_dict(checkpoint.get("recipe"))
-    except (ValueError, TypeError):
-        return None
+def batches_per_epoch(n: int, batch_size: int, processes: int = 1) -> int:
+    """Batches of an epoch over n images: every full batch, and the remainder unless it is too small for batch norm
+    (fewer than 2 images for a process); such a remainder is left out of the epoch (a set of 257 images would
+    otherwise end in a batch of one, which batch norm refuses)."""
+    return n // batch_size + (n % batch_size >= 2 * processes)
 
 
 def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
@@ -176,7 +107,7 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
     model.train()
     order = torch.randperm(len(images), generator=generator)
     total_loss = correct = seen = 0.0
-    batches = range(0, len(order), recipe.batch_size)
+    batches = range(0, batches_per_epoch(len(order), recipe.batch_size, world.size) * recipe.batch_size, recipe.batch_size)
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not show_progress, leave=False)
     for start in bar:
         idx = order[start:start + recipe.batch_size]
@@ -217,105 +148,6 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
     return {"loss": total_loss / seen, "train_accuracy": correct / seen}
 
 
-def finish_fitting(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, device: torch.device) -> None:
-    """What a trained network needs before it is scored: batch-norm statistics of clean digits, the class
-    Gaussians of its features, and for dhrnet its OpenMax tails. images: uint8 (N, 28, 28); targets 0..K-1."""
-    recalibrate_batch_norm(model, images, device)
-    fit_class_gaussians(model, images, targets, device)
-    if isinstance(model, DHRNet):
-        fit_openmax(model, images, targets, device)
-
-
-@torch.no_grad()
-def recalibrate_batch_norm(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
-                           batch_size: int = 1024) -> None:
-    """Re-estimates every batch norm's running statistics from un-augmented images (uint8 (N, 28, 28)).
-
-    Training batches are warped, test digits are not, and the running statistics of the warped batches
-    are off for clean digits: slightly for the plain model, by over a standard deviation in the last
-    layer once outlier exposure has shaped the features. Test digits look like clean training digits,
-    so these are the statistics to normalise them with."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    model.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over all the batches below
-        m.train()
-    for i in range(0, len(images), batch_size):
-        model(images[i:i + batch_size].unsqueeze(1).float().div(255).to(device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
-
-
-@torch.inference_mode()
-def fit_class_gaussians(model: OSRNet, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
-                        batch_size: int = 1024, ridge: float = 1e-3) -> None:
-    """Class means and the shared feature covariance (as a whitening matrix), from un-augmented images.
-
-    images: uint8 (N, 28, 28); targets: class indices 0..K-1. Stored as model buffers, so they travel
-    in the checkpoint's state_dict.
-    """
-    model.eval()
-    feats = torch.cat([model(images[i:i + batch_size].unsqueeze(1).float().div(255).to(device)).features.double().cpu()
-                       for i in range(0, len(images), batch_size)])
-    k = model.class_means.shape[0]
-    means = torch.stack([feats[targets == c].mean(0) for c in range(k)])           # (K, d)
-    centred = feats - means[targets]
-    cov = centred.T @ centred / len(feats)
-    cov += ridge * cov.diagonal().mean() * torch.eye(cov.shape[0], dtype=cov.dtype)  # keeps it invertible
-    chol = torch.linalg.cholesky(cov)                                                # cov = L L^T
-    whitening = torch.linalg.inv(chol).T                                             # ||(f-m) L^-T||^2 = Mahalanobis
-    model.class_means.copy_(means.float())
-    model.whitening.copy_(whitening.float())
-
-
-@torch.inference_mode()
-def fit_openmax(model: DHRNet, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
-                batch_size: int = 1024, tail_size: int = 20) -> None:
-    """OpenMax's per-class mean activation vectors and Weibull tails, from correctly classified training
-    images: for each class, a Weibull fitted to its `tail_size` largest distances to the mean (as libmr's
-    FitHigh does, here with scipy)."""
-    model.eval()
-    vectors, correct = [], []
-    for i in range(0, len(images), batch_size):
-        features, codes = model.encode(images[i:i + batch_size].unsqueeze(1).float().div(255).to(device))
-        logits = model.classifier(features)
-        vectors.append(model.activation_vector(logits, codes).cpu())
-        correct.append(logits.argmax(1).cpu() == targets[i:i + batch_size])
-    means, weibull = weibull_tails(torch.cat(vectors), targets, torch.cat(correct), model.openmax_means.shape[0], tail_size)
-    model.openmax_means.copy_(means)
-    model.openmax_weibull.copy_(weibull)
-
-
-def weibull_tails(vectors: torch.Tensor, targets: torch.Tensor, correct: torch.Tensor, num_classes: int,
-                  tail_size: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-    """vectors (N, D) with their class indices and whether each was classified right -> per class, the mean of
-    its correct vectors (K, D) and (shape, scale) of a Weibull fitted to its `tail_size` largest eucos distances
-    to that mean (K, 2), as libmr's FitHigh does (location 0)."""
-    from scipy.stats import FitError, weibull_min
-
-    means, weibull = [], []
-    for c in range(num_classes):
-        own = vectors[correct & (targets == c)]
-        if len(own) < 2:  # a barely trained model: fall back to every image of the class
-            own = vectors[targets == c]
-        if len(own) < 2:
-            raise ValueError(f"class index {c} has fewer than 2 training images; cannot fit OpenMax")
-        mean = own.mean(0)
-        tail = eucos_distance(own, mean[None]).squeeze(1).topk(min(tail_size, len(own))).values.double().numpy()
-        try:
-            shape, _, scale = weibull_min.fit(tail, floc=0)
-        except (FitError, RuntimeError, ValueError):
-            # A degenerate tail (near-identical distances): an exponential tail at its mean is the safe choice.
-            log.warning("OpenMax: Weibull fit failed for class index %d; using an exponential tail", c)
-            shape, scale = 1.0, max(float(tail.mean()), 1e-6)
-        means.append(mean)
-        weibull.append(torch.tensor([shape, scale], dtype=torch.float32))
-    return torch.stack(means), torch.stack(weibull)
-
-
 # ----------------------------------------------------------------------------------- a whole training run
 GAUSSIAN_FIT_IMAGES = 10000  # plenty for a 128-d mean and covariance, and for batch-norm statistics; 2 passes
 
@@ -342,14 +174,13 @@ def split(recipe: Recipe, data_dir: str | Path) -> Split:
     val_idx = data.validation_indices(len(images))
     known = torch.tensor(recipe.known_classes)
     train_idx = data.train_indices(len(images), val_idx)
-    train_idx = train_idx[torch.isin(labels[train_idx], known)]
+    train_idx = train_idx[data.select_classes(labels[train_idx], recipe.known_classes)]
     if recipe.train_limit:
         train_idx = train_idx[:recipe.train_limit]
-    val_known = val_idx[torch.isin(labels[val_idx], known)]
     to_target = torch.full((10,), -1, dtype=torch.long)  # class labels -> output indices 0..K-1
     to_target[known] = torch.arange(len(known))
-    return Split(list(recipe.known_classes), val_idx, images[train_idx], to_target[labels[train_idx]], images[val_known],
-                 labels[val_known])
+    return Split(list(recipe.known_classes), val_idx, images[train_idx], to_target[labels[train_idx]],
+                 *data.validation_digits(images, labels, val_idx, recipe.known_classes))
 
 
 def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, known: list[int], device) -> float:
@@ -386,11 +217,6 @@ def restore_resume_state(path: Path, recipe: Recipe, model, optimizer, scheduler
     return state["history"], len(state["history"]) + 1
 
 
-# How train.py spells each recipe field, for messages about settings that differ.
-FLAG_OF = {"augment": "--no-augment", "code_version": "the training code's version"}
-FLAG_OF.update({f.name: "--" + f.name.replace("_", "-") for f in fields(Recipe) if f.name not in FLAG_OF})
-
-
 def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World = World(),
         resume_path: Path | None = None, show_progress: bool = False, on_epoch=None) -> dict:
     """Trains as the recipe says and returns the checkpoint. With `resume_path`, the state after every epoch but
@@ -403,7 +229,7 @@ def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World
                          conditional_decoder=recipe.decoder == "conditional")
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    steps = recipe.epochs * -(-len(d.train_images) // recipe.batch_size)
+    steps = recipe.epochs * batches_per_epoch(len(d.train_images), recipe.batch_size, world.size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=max(steps, 1))
     generator = torch.Generator().manual_seed(recipe.seed)
     if world.is_main:

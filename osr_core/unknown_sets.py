@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from . import characters, data, forms
+from . import characters, data, forms, generated
 from .cli import UserError
 from .images import as_batch, load_image_folder
 from .letters import MANIFEST_FILE, read_manifest
@@ -126,12 +126,12 @@ def unknown_sets(data_dir: str, letters_dir: str, known_classes: list[int], seed
                        lambda: data.to_float(data.load_fashion_mnist_test(data_dir)))
         yield from letter_sets(letters_dir)
         yield from character_sets(seed, n_generated)
-        yield _attempt("noise", "uniform noise in [0, 1]", lambda: data.uniform_noise(n_generated, seed))
+        yield _attempt("noise", "uniform noise in [0, 1]", lambda: generated.uniform_noise(n_generated, seed))
         yield _attempt("mnist_noise", "MNIST test digits with background replaced by uniform noise (CROSR)",
-                       lambda: data.mnist_noise(data.to_float(data.load_mnist(data_dir, train=False)[0][:n_generated]),
+                       lambda: generated.mnist_noise(data.to_float(data.load_mnist(data_dir, train=False)[0][:n_generated]),
                                                 seed))
         yield _attempt("natural_crops", "grayscale crops of scikit-learn's sample photos",
-                       lambda: data.natural_crops(n_generated, seed))
+                       lambda: generated.natural_crops(n_generated, seed))
         yield no_digit_set(seed, min(n_generated, NO_DIGIT_IMAGES))
         yield _attempt("cifar10", "CIFAR-10 test set, grayscale 28x28", lambda: data.load_cifar10_test(data_dir),
                        f"no copy under {data_dir}/cifar-10-batches-py and torchvision's download failed")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from osr_core import data
+from osr_core import data, generated
 from osr_core.cli import UserError
 from osr_core.data import Source
 
@@ -169,10 +169,10 @@ def test_default_validation_split_size():
 
 # ----------------------------------------------------------------------------------- generated sets
 def test_uniform_noise_is_a_function_of_seed_and_index():
-    five, three = data.uniform_noise(5, seed=7), data.uniform_noise(3, seed=7)
+    five, three = generated.uniform_noise(5, seed=7), generated.uniform_noise(3, seed=7)
     assert five.shape == (5, 1, 28, 28) and five.dtype == torch.float32
     assert torch.equal(five[:3], three)
-    assert not torch.equal(five[:3], data.uniform_noise(3, seed=8))
+    assert not torch.equal(five[:3], generated.uniform_noise(3, seed=8))
     assert not torch.equal(five[0], five[1])
     assert float(five.min()) >= 0.0 and float(five.max()) < 1.0
 
@@ -186,32 +186,32 @@ def _digits(n=3, seed=0):
 
 def test_mnist_noise_keeps_strokes_and_replaces_background():
     digits = _digits()
-    noisy = data.mnist_noise(digits, seed=3)
-    noise = data.uniform_noise(len(digits), seed=3)
+    noisy = generated.mnist_noise(digits, seed=3)
+    noise = generated.uniform_noise(len(digits), seed=3)
     stroke = digits > 0
     assert stroke.any() and (~stroke).any()
     assert torch.equal(noisy[stroke], digits[stroke])
     assert torch.equal(noisy[~stroke], noise[~stroke])
-    assert torch.equal(noisy, data.mnist_noise(digits, seed=3))
+    assert torch.equal(noisy, generated.mnist_noise(digits, seed=3))
 
 
 def test_distorted_digits_keys_shapes_range_and_determinism():
     digits = _digits(4)
-    out = data.distorted_digits(digits, seed=5)
+    out = generated.distorted_digits(digits, seed=5)
     assert set(out) == {"gaussian_noise", "rotation", "rotation_and_noise"}
     for name, images in out.items():
         assert images.shape == digits.shape, name
         assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0, name
         assert not torch.allclose(images, digits), name  # each set is actually distorted
-        assert torch.equal(images, data.distorted_digits(digits, seed=5)[name]), name
-    assert not torch.equal(out["gaussian_noise"], data.distorted_digits(digits, seed=6)["gaussian_noise"])
+        assert torch.equal(images, generated.distorted_digits(digits, seed=5)[name]), name
+    assert not torch.equal(out["gaussian_noise"], generated.distorted_digits(digits, seed=6)["gaussian_noise"])
     assert torch.equal(digits, _digits(4))  # the input is left untouched
 
 
 def test_natural_crops_shape_range_and_determinism():
-    crops = data.natural_crops(4, 0)
+    crops = generated.natural_crops(4, 0)
     assert crops.shape == (4, 1, 28, 28) and crops.dtype == torch.float32
     assert float(crops.min()) >= 0.0 and float(crops.max()) <= 1.0
-    assert torch.equal(crops, data.natural_crops(4, 0))
-    assert torch.equal(crops[:2], data.natural_crops(2, 0))
-    assert not torch.equal(crops, data.natural_crops(4, 1))
+    assert torch.equal(crops, generated.natural_crops(4, 0))
+    assert torch.equal(crops[:2], generated.natural_crops(2, 0))
+    assert not torch.equal(crops, generated.natural_crops(4, 1))

@@ -14,6 +14,7 @@ import torch
 
 import train
 from osr_core import training
+from osr_core.recipe import Recipe
 from osr_core.io import load_checkpoint
 from osr_core.pipeline import load_trained, validation_images
 from osr_core.scores import score_images
@@ -101,7 +102,7 @@ def test_each_rank_forwards_its_own_half_of_every_batch():
         model.encoder.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-        stats = training.train_one_epoch(model, images, targets, optimizer, scheduler, training.Recipe(batch_size=64),
+        stats = training.train_one_epoch(model, images, targets, optimizer, scheduler, Recipe(batch_size=64),
                                          torch.device("cpu"), torch.Generator().manual_seed(1), epoch=1,
                                          show_progress=False, world=LocalWorld(rank=rank, size=2))
         assert rows == [32, 32, 32, 32] and stats["train_accuracy"] <= 1.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from osr_core import characters, data, forms, letters, outliers
+from osr_core import characters, data, forms, generated, letters, outliers
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,8 @@ def _same_prefix(make, small=10, large=2000):
 
 @pytest.mark.parametrize("name", ["uniform_noise", "natural_crops", "letters", "characters"])
 def test_generated_sets_keep_their_first_images_at_any_count(name):
-    make = {"uniform_noise": lambda n: data.uniform_noise(n, 3),
-            "natural_crops": lambda n: data.natural_crops(n, 3),
+    make = {"uniform_noise": lambda n: generated.uniform_noise(n, 3),
+            "natural_crops": lambda n: generated.natural_crops(n, 3),
             "letters": lambda n: [s["image"] for s in letters.generate(n, 3)],
             "characters": lambda n: [s["image"] for s in characters.generate(n, 3)]}[name]
     _same_prefix(make, large=10000 if name == "uniform_noise" else 300)
@@ -41,11 +41,11 @@ def test_sets_made_from_digits_keep_image_i_whatever_the_number_of_digits(mnist,
     def make(n):
         x, y = digits[:n], labels[:n]
         if name == "mnist_noise":
-            return data.mnist_noise(x, 4)
+            return generated.mnist_noise(x, 4)
         if name in ("gaussian_noise", "rotation", "rotation_and_noise"):
-            return data.distorted_digits(x, 4)[name]
+            return generated.distorted_digits(x, 4)[name]
         if name == "scans":
-            return data.scanned_digits((x[:, 0] * 255).round().to(torch.uint8).numpy(), 4)
+            return generated.scanned_digits((x[:, 0] * 255).round().to(torch.uint8).numpy(), 4)
         if name == "training_negatives":
             return outliers.negatives_from(x, y, 4)
         if name == "pose":  # made only of digits a pose changes (not 0 or 8): compare those
@@ -61,11 +61,11 @@ def _makers(digits, labels):
     u8 = (digits[:, 0] * 255).round().to(torch.uint8).numpy()
     pick = lambda idx: torch.as_tensor(list(idx), dtype=torch.long)
     return {
-        "uniform_noise": lambda idx: data.uniform_noise(0, 5, idx),
-        "natural_crops": lambda idx: data.natural_crops(0, 5, idx),
-        "mnist_noise": lambda idx: data.mnist_noise(digits[pick(idx)], 5, idx),
-        "rotation_and_noise": lambda idx: data.distorted_digits(digits[pick(idx)], 5, indices=idx)["rotation_and_noise"],
-        "scans": lambda idx: data.scanned_digits(u8[list(idx)], 5, idx),
+        "uniform_noise": lambda idx: generated.uniform_noise(0, 5, idx),
+        "natural_crops": lambda idx: generated.natural_crops(0, 5, idx),
+        "mnist_noise": lambda idx: generated.mnist_noise(digits[pick(idx)], 5, idx),
+        "rotation_and_noise": lambda idx: generated.distorted_digits(digits[pick(idx)], 5, indices=idx)["rotation_and_noise"],
+        "scans": lambda idx: generated.scanned_digits(u8[list(idx)], 5, idx),
         "no_digit": lambda idx: forms.no_digit_images(0, 5, idx)[0],
         "letters": lambda idx: [s["image"] for s in letters.generate(0, 5, indices=idx)],
         "characters": lambda idx: [s["image"] for s in characters.generate(0, 5, indices=idx)],
@@ -129,14 +129,14 @@ def test_poses_leave_no_digit_a_pose_keeps(mnist):
 def test_distortions_stay_within_their_stated_ranges(mnist):
     digits, _ = mnist
     grey = torch.full((300, 1, 28, 28), 0.5)
-    noise = (data.distorted_digits(grey, 0)["gaussian_noise"] - 0.5).numpy().ravel()
+    noise = (generated.distorted_digits(grey, 0)["gaussian_noise"] - 0.5).numpy().ravel()
     clipped = np.clip(np.random.default_rng(0).normal(0, 0.3, 10 ** 6), -0.5, 0.5)  # N(0, 0.3) cut by the clamp
     assert abs(noise.std() - clipped.std()) < 0.003 and abs(noise.mean()) < 0.003
     x = digits[:300]
-    out = data.distorted_digits(x, 0)
+    out = generated.distorted_digits(x, 0)
     # Each rotation is one of the stated angles: the best of -30..30 degrees in steps of 1 rebuilds it.
     angles = torch.arange(-30, 31, dtype=torch.float32)
     for i in range(0, 300, 60):
-        candidates = data.rotate(x[i:i + 1].expand(len(angles), -1, -1, -1), angles)
+        candidates = generated.rotate(x[i:i + 1].expand(len(angles), -1, -1, -1), angles)
         best = (candidates - out["rotation"][i]).abs().flatten(1).sum(1).min()
         assert float(best) < 0.05 * float(x[i].sum()), i

@@ -12,9 +12,11 @@ from PIL import Image
 
 import test_letters
 from benchmarks import reading_before
-from osr_core import data, forms, images
+from osr_core import data, forms, generated, images
 from osr_core.images import as_batch, load_images
-from osr_core.mnist_style import has_writing, high_percentile, median3, median3_pil, to_mnist_form
+from osr_core.kernels import high_percentile, median3, median3_pil
+from osr_core.mnist_style import to_mnist_form
+from osr_core.writing import has_writing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +144,7 @@ def test_the_fast_median_is_pillows_bit_for_bit():
 def scan_files(tmp_path_factory, data_dir):
     digits = data.load_mnist(data_dir, train=False)[0][:96].numpy()
     folder = tmp_path_factory.mktemp("scans")
-    scans = data.scanned_digits(digits, seed=4)
+    scans = generated.scanned_digits(digits, seed=4)
     for i, scan in enumerate(scans):
         Image.fromarray(np.rint(scan * 255).astype(np.uint8)).save(folder / f"scan{i:03d}.jpg", quality=90)
     blanks, _ = forms.no_digit_images(32, seed=4)
@@ -229,7 +231,8 @@ def test_ctrl_c_while_reading_on_every_core_stops_the_workers_quietly(tmp_path):
 
 
 def test_filtering_near_the_strokes_equals_filtering_the_whole_page_there():
-    from osr_core.mnist_style import STROKE, _median3_near_strokes
+    from osr_core.mnist_style import _median3_near_strokes
+    from osr_core.writing import STROKE
     rng = np.random.default_rng(1)
     for trial in range(200):
         height, width = rng.integers(8, 90, 2)

@@ -11,7 +11,7 @@ import evaluate_osr
 import train
 from osr_core import cli, leave_out
 from osr_core.io import load_checkpoint, save_checkpoint
-from osr_core.training import Recipe, reusable_checkpoint
+from osr_core.recipe import Recipe, reusable_checkpoint
 
 FLAGS = ["--known-classes", "2,4,5,9,8,3", "--epochs", "1", "--train-limit", "600", "--width", "8", "--seed", "0"]
 
@@ -64,7 +64,7 @@ def test_a_leave_classes_out_model_is_trained_again_when_its_recipe_differs(tmp_
     monkeypatch.setattr(leave_out, "fit", fit)
     monkeypatch.setattr(leave_out, "save_checkpoint", lambda path, ckpt: torch.save(ckpt, path))
     monkeypatch.setattr(leave_out, "model_from_checkpoint", lambda ckpt, device: ckpt)
-    monkeypatch.setattr("osr_core.training.load_checkpoint", lambda path: torch.load(path, weights_only=False))
+    monkeypatch.setattr("osr_core.recipe.load_checkpoint", lambda path: torch.load(path, weights_only=False))
     path = tmp_path / "fold.pt"
     recipe = _recipe()
     leave_out.fold_model(recipe, path, "data", torch.device("cpu"))

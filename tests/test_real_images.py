@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from osr_core import data
+from osr_core import data, generated
 from osr_core.images import as_batch
 from osr_core.mnist_style import BOX, is_mnist_shaped, to_mnist_form
 from osr_core.scores import score_images
@@ -43,7 +43,7 @@ def test_mnist_digits_pass_through_unchanged(digits):
 
 
 def test_a_scan_of_dark_ink_on_paper_becomes_the_mnist_digit(digits):
-    scans = data.scanned_digits(digits, seed=0)
+    scans = generated.scanned_digits(digits, seed=0)
     assert {s.shape for s in scans} != {(28, 28)} and all(np.median(s) > 0.5 for s in scans)  # light paper, other sizes
     forms = as_batch(scans).squeeze(1).numpy()
     originals = digits.astype(np.float32) / 255
@@ -153,7 +153,7 @@ def test_the_api_answers_as_the_pipeline_does(trained_run, data_dir, digits):
     assert set(result.answers) <= {str(c) for c in range(10)} | {"unknown"}
     labels = data.load_mnist(data_dir, train=False)[1][:len(digits)].numpy()
     assert (result.nearest == labels).mean() > 0.9
-    scans = recognizer.predict(data.scanned_digits(digits, seed=1))      # light paper, any size
+    scans = recognizer.predict(generated.scanned_digits(digits, seed=1))      # light paper, any size
     assert (scans.nearest == labels).mean() > 0.85
 
 
@@ -168,7 +168,7 @@ def test_the_readme_python_example_runs(trained_run, tmp_path, digits, monkeypat
         target.write_bytes(trained_run[name].read_bytes())
     scans = tmp_path / "my_scans"
     scans.mkdir()
-    for i, scan in enumerate(data.scanned_digits(digits[:4], seed=2)):
+    for i, scan in enumerate(generated.scanned_digits(digits[:4], seed=2)):
         Image.fromarray(np.rint(scan * 255).astype(np.uint8)).save(scans / f"scan_{i}.png")
     monkeypatch.chdir(tmp_path)
     namespace = {}

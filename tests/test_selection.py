@@ -11,12 +11,12 @@ import torch
 import compute_class_reconstruction_errors
 import train
 from conftest import FOLD_FLAGS
-from osr_core import characters, data, forms, letters, selection, unknown_sets
+from osr_core import characters, data, forms, generated, letters, selection, unknown_sets
 from osr_core.io import load_checkpoint
 from osr_core.leave_out import Fold, FoldScheme, fold_recipe, folds
 from osr_core.scores import Scored
 from osr_core.selection import ACCEPTANCE, NEAR, Evidence, FoldJudge, select_decision
-from osr_core.training import Recipe
+from osr_core.recipe import Recipe
 
 CLASSES = [0, 1]
 
@@ -78,22 +78,44 @@ def test_of_equal_gate_configurations_the_one_whose_gates_fire_soonest_wins():
     assert s.chosen.count("-") == 2  # both gates on: here they cost the unseen classes nothing
 
 
-def test_the_bootstrap_decides_ties_a_simpler_part_within_the_noise_wins_a_clear_lead_keeps_the_leader():
+def test_the_near_part_is_the_best_of_the_folds_and_a_simpler_one_only_within_the_tolerance():
     rng = np.random.default_rng(1)
     # Few unseen digits per fold: Mahalanobis and the fusion are close, the fusion ahead by more than the tolerance
-    # but not in 95% of the resamples. Only the bootstrap can call them equal.
+    # but within the bootstrap noise. The best of the folds wins all the same (on the design partitions the
+    # simplest within the noise was the worse choice).
     close = [_fold(rng, n=120, mahalanobis=3.45, energy=-7.6) for _ in range(3)]
     s = select_decision(_evidence(rng, close), CLASSES)
     leader = s.table["mahalanobis"]["near_step"]["leader"]
     assert leader != "mahalanobis" and "mahalanobis" in leader
     assert s.table[leader][NEAR] - s.table["mahalanobis"][NEAR] > selection.NEAR_TOLERANCE
-    assert s.table["mahalanobis"]["near_step"]["within_noise"] and s.near == "mahalanobis"
-    # Both signals strong and independent, many digits: the fusion is clearly better than either, and wins.
-    clear = [_fold(rng, n=2000, mahalanobis=3.5, energy=-6.5) for _ in range(3)]
-    s = select_decision(_evidence(rng, clear), CLASSES)
-    assert s.near == "mean+(energy,mahalanobis)"
-    assert not s.table["mahalanobis"]["near_step"]["within_noise"]
-    assert not s.table["energy"]["near_step"]["within_noise"]
+    assert s.table["mahalanobis"]["near_step"]["leader_better_share"] < selection.CONFIDENCE  # within the noise
+    assert not s.table["mahalanobis"]["near_step"]["within_noise"] and s.near == leader
+    # Within the tolerance a simpler part is as good, and wins.
+    same = [Fold([0, 1], Recipe(), f.known, f.unknown, 0.99) for f in close]
+    for f in same:  # energy carries nothing: the fusion is Mahalanobis with noise added
+        for scored in (f.known, f.unknown):
+            scored.components["energy"] = rng.normal(-8.0, 1.0, len(scored))
+    s = select_decision(_evidence(rng, same), CLASSES)
+    leader = s.table["mahalanobis"]["near_step"]["leader"]
+    if leader != "mahalanobis":
+        assert s.table[leader][NEAR] - s.table["mahalanobis"][NEAR] <= selection.NEAR_TOLERANCE
+    assert s.near == "mahalanobis"
+
+
+def test_the_bootstrap_decides_which_gate_configurations_are_equal():
+    """Step 2: a configuration the best does not beat in 95% of the paired resamples is equal though it lies
+    beyond the tolerance (with the bootstrap removed, none would be), and of the equals the most protective wins."""
+    rng = np.random.default_rng(6)
+    folds_ = [_fold(rng, n=160, energy=-5.5, pixel=-3.85) for _ in range(3)]
+    s = select_decision(_evidence(rng, folds_), CLASSES)
+    rows = {n: r for n, r in s.table.items() if "gate_step" in r}
+    best = max(rows, key=lambda n: rows[n][NEAR])
+    noisy = [n for n, r in rows.items() if r["gate_step"]["within_noise"]
+             and rows[best][NEAR] - r[NEAR] > selection.NEAR_TOLERANCE]
+    assert noisy, "no configuration is equal by the bootstrap alone"
+    plans = {selection.gates.gates_name(s.near, p): p for p in selection.gate_plans(s.near, ["pixel_recon", "mahalanobis"])}
+    equal = [n for n, r in rows.items() if r["gate_step"]["within_noise"]]
+    assert s.chosen == min(equal, key=lambda n: selection.protection_order(plans[n]))
 
 
 def test_the_bootstrap_resamples_the_folds_too():
@@ -135,10 +157,11 @@ def test_folds_hold_out_every_known_class_once_and_keep_two():
     assert [len(f) for f in folds(range(10), 0, size=1)] == [1] * 10
 
 
-FORBIDDEN = [(data, "load_fashion_mnist_test"), (data, "uniform_noise"), (data, "mnist_noise"), (data, "natural_crops"),
-             (data, "load_cifar10_test"), (data, "load_omniglot_evaluation"), (characters, "generate"),
-             (letters, "generate"), (forms, "no_digit_images"), (unknown_sets, "load_image_folder"),
-             (unknown_sets, "held_out_digits"), (unknown_sets, "unknown_sets"), (data, "distorted_digits")]
+FORBIDDEN = [(data, "load_fashion_mnist_test"), (generated, "uniform_noise"), (generated, "mnist_noise"),
+             (generated, "natural_crops"), (data, "load_cifar10_test"), (data, "load_omniglot_evaluation"),
+             (characters, "generate"), (letters, "generate"), (forms, "no_digit_images"),
+             (unknown_sets, "load_image_folder"), (unknown_sets, "held_out_digits"), (unknown_sets, "unknown_sets"),
+             (generated, "distorted_digits")]
 
 
 def _forbid_reported_sets(monkeypatch) -> list[str]:

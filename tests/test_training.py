@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from osr_core.models import ModelConfig, OSRNet, eucos_distance
-from osr_core.training import (fit_class_gaussians, joint_loss, recalibrate_batch_norm, weibull_tails)
+from osr_core.fitting import fit_class_gaussians, recalibrate_batch_norm, weibull_tails
+from osr_core.training import joint_loss
 
 CONFIG = ModelConfig(num_classes=3, width=4, latent_dim=6, feature_code_dim=3)
 
@@ -99,3 +100,13 @@ def test_batch_norm_statistics_are_re_estimated_from_the_clean_images(net):
     first = net.encoder[0](x.contiguous(memory_format=torch.channels_last))
     np.testing.assert_allclose(norm.running_mean.numpy(), first.mean((0, 2, 3)).detach().numpy(), rtol=1e-4, atol=1e-5)
     assert norm.momentum == 0.1 and not net.training
+
+
+def test_a_training_set_that_leaves_one_image_over_trains_without_a_batch_of_one(data_dir, tmp_path):
+    """257 images at the default batch of 256 would end each epoch in a batch of one, which batch norm refuses."""
+    import train
+    from osr_core.training import batches_per_epoch
+    assert train.main(["--train-limit", "257", "--epochs", "1", "--width", "4", "--data-dir", data_dir, "--device",
+                       "cpu", "--quiet", "--out", str(tmp_path / "m.pt")]) == 0
+    assert (batches_per_epoch(257, 256), batches_per_epoch(258, 256), batches_per_epoch(258, 256, 2)) == (1, 2, 1)
+    assert batches_per_epoch(55000, 256) == -(-55000 // 256)  # the default run keeps every batch

@@ -1,0 +1,95 @@
+"""The training recipe: everything that decides what training produces, recorded whole in every checkpoint, and
+the one rule for reusing a model trained earlier (a protocol split's, a leave-classes-out one, --resume): only when
+its recorded recipe equals the one asked for, field by field."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .cli import UserError
+from .io import load_checkpoint
+from .models import ModelConfig
+
+
+# Raised whenever a change to the training code changes what a recipe produces, so that checkpoints trained
+# by the old code (the protocol's split models, the leave-classes-out models) are retrained, never reused.
+TRAINING_CODE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides what training produces. The checkpoint records it whole, and a checkpoint is
+    reused (--resume, the protocol's split models, the leave-classes-out models) only when its recorded recipe
+    equals the one asked for, field by field."""
+    known_classes: tuple[int, ...] = tuple(range(10))
+    arch: str = "cnn"
+    epochs: int = 5
+    batch_size: int = 256
+    lr: float = 6e-3                # peak of the one-cycle schedule
+    weight_decay: float = 5e-4
+    width: int = ModelConfig.width
+    decoder: str = "plain"          # or "conditional" (C2AE-style)
+    augment: bool = True            # small random affine warps
+    elastic: float = 0.0            # strength (px) of a smooth random elastic warp after them (0: none)
+    oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
+    oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
+    logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
+    precision: str = "fp32"         # "bf16": bfloat16 autocast for the forward pass (resolved, never "auto")
+    train_limit: int | None = None  # only the first N training images of the known classes
+    seed: int = 0
+    code_version: int = TRAINING_CODE_VERSION
+
+    def __post_init__(self):
+        object.__setattr__(self, "known_classes", tuple(sorted(int(c) for c in self.known_classes)))
+
+    @property
+    def negatives_per_batch(self) -> int:
+        return round(self.oe_fraction * self.batch_size)
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["known_classes"] = list(self.known_classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Recipe":
+        """The recipe a checkpoint recorded; raises ValueError for one this code cannot have written. A field added
+        since takes its default, which is always the behaviour from before the field existed."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(values, dict) or not set(values) <= names or "known_classes" not in values:
+            raise ValueError("not a training recipe of this version")
+        return cls(**values)
+
+    def differences(self, other: "Recipe") -> list[str]:
+        """The fields in which two recipes differ."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def reusable_checkpoint(path: Path, recipe: Recipe) -> dict | None:
+    """The checkpoint at `path` when it records exactly `recipe` (every field, the code's version among them), else
+    None: a model from earlier work (a protocol split's, an auxiliary one) is reused only then, and trained again
+    otherwise, also when the file is no checkpoint this version reads."""
+    if not Path(path).is_file():
+        return None
+    try:
+        checkpoint = load_checkpoint(path)
+    except UserError:
+        return None
+    return checkpoint if recorded_recipe(checkpoint) == recipe else None
+
+
+def recorded_recipe(checkpoint: dict) -> Recipe | None:
+    """The recipe a checkpoint was trained with, or None when it records none this code can read."""
+    try:
+        return Recipe.from_dict(checkpoint.get("recipe"))
+    except (ValueError, TypeError):
+        return None
+
+
+# How train.py spells each recipe field, for messages about settings that differ.
+FLAG_OF = {"augment": "--no-augment", "code_version": "the training code's version"}
+FLAG_OF.update({f.name: "--" + f.name.replace("_", "-") for f in fields(Recipe) if f.name not in FLAG_OF})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,26 +35,29 @@ BASELINES = {
 class ValidationReference:
     """What the evaluation takes from the validation split alone."""
     scored: Scored                 # the split itself, scored once (baselines calibrate on it)
-    proxies: list[UnknownSet]      # the selection proxy's families and the training negatives' families
+    proxies: Iterator[UnknownSet]  # the selection proxy's families and the training negatives', made as they are read
     normalisation: dict            # rank-normalises every component, for the fusion rows of the ablation
 
 
 def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size: int,
                          n_generated: int | None = None) -> ValidationReference:
-    """The validation split scored, and its proxy families made from its first `n_generated` digits (all by default)."""
+    """The validation split scored, and its proxy families made from its first `n_generated` digits (all by default),
+    each when the evaluation reaches it (its proxies can be read once)."""
     images, labels = validation_images(trained, data_dir)
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size)
     images, labels = images[:n_generated], labels[:n_generated]
     role = {family: "a far family the decision score had to clear" if family in outliers.FAR_FAMILIES
             else "not read by the selection" for family in outliers.PROXY_FAMILIES}
-    proxies = [UnknownSet(f"validation_proxy_{family}", f"{outliers.PROXY_DESCRIPTIONS[family]}, made from the "
-                          f"validation split ({role[family]}): validation data, so not unseen", unknowns,
-                          seen_in_training=True)
-               for family, unknowns in outliers.validation_proxy(images, labels, seed).items()]
-    proxies.append(UnknownSet("training_negatives", "chimeras and overlays (the families outlier exposure trains on), "
-                              "made from the validation split; not unseen",
-                              outliers.negatives_from(images, labels, seed), seen_in_training=True))
-    return ValidationReference(scored, proxies, normalisation_for(scored, candidate_scores(scored.components)))
+
+    def proxies():
+        for family, unknowns in outliers.validation_proxy_families(images, labels, seed):
+            yield UnknownSet(f"validation_proxy_{family}", f"{outliers.PROXY_DESCRIPTIONS[family]}, made from the "
+                             f"validation split ({role[family]}): validation data, so not unseen", unknowns,
+                             seen_in_training=True)
+        yield UnknownSet("training_negatives", "chimeras and overlays (the families outlier exposure trains on), "
+                         "made from the validation split; not unseen", outliers.negatives_from(images, labels, seed),
+                         seen_in_training=True)
+    return ValidationReference(scored, proxies(), normalisation_for(scored, candidate_scores(scored.components)))
 
 
 def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
@@ -174,7 +177,7 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
     also the fusion rows of the ablation and the baselines. With `show`, keeps per set the images the views draw
     (Shown). The sets are consumed: each one's images are dropped once it is scored, so they are never all held."""
     classes = trained.known_classes
-    known = decide(trained, cal, known_images, batch_size, keep_features=True)
+    known = decide(trained, cal, known_images, batch_size, keep_features=show)
     result = EvaluationResult(SetResult("known_digits", "known", {
         "closed_set_accuracy": float((known.scored.pred == known_labels).mean()),
         "named_right": float(((known.scored.pred == known_labels) & ~known.is_unknown).mean()),
@@ -187,7 +190,8 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
             entry["reason"] = s.reason or "no images"
             result.sets[s.name] = SetResult(s.name, "unknown", entry)
             continue
-        d = decide(trained, cal, s.images, batch_size, keep_features=True)
+        # Features only where the views draw them (figures.embeddings: unseen sets): 0.5 KB an image, 50 MB for all.
+        d = decide(trained, cal, s.images, batch_size, keep_features=show and not s.seen_in_training)
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
                                          classes, seed, n_boot))
         entry["named_a_digit"] = 1.0 - entry["detection_rate"]

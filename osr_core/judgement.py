@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             differ += not same
             print(f"{name}: {'the same as' if same else 'DIFFERENT from'} {path}; near part {judgement['near']}")
         else:
-            atomic_write_bytes(path, (json.dumps(judgement, indent=1) + "\n").encode())
+            atomic_write_bytes(path, (json.dumps(judgement, separators=(",", ":")) + "\n").encode())
             print(f"{name}: wrote {path}; near part {judgement['near']}")
     return 1 if differ else 0
 

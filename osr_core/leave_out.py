@@ -55,7 +55,7 @@ class FoldScheme:
 
 FULL = FoldScheme()                                 # one class out, the checkpoint's own budget
 CHEAP = FoldScheme(size=2, epochs=2, images=10000)  # the judge of the previous round
-DEFAULT = CHEAP                                     # stage 2's judge where no judgement is shipped
+DEFAULT = FULL  # stage 2's judge: shipped for the recipes make judge judges, trained (one model per class) for others
 
 
 def folds(known: Sequence[int], seed: int, size: int = 1) -> list[list[int]]:

@@ -255,15 +255,20 @@ def negatives_from(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> tor
 def validation_proxy(digits: torch.Tensor, labels: torch.Tensor, seed: int, indices=None) -> dict[str, torch.Tensor]:
     """The validation proxy from validation digits: one set per family; digits[k] is image indices[k] (k by
     default), each image a function of (seed, its index) and its digit."""
+    return dict(validation_proxy_families(digits, labels, seed, indices))
+
+
+def validation_proxy_families(digits: torch.Tensor, labels: torch.Tensor, seed: int, indices=None):
+    """validation_proxy's (family, images), made one at a time: a caller that scores each family before asking for
+    the next never holds them all (about 100 MB for 5,000 digits)."""
     n = len(digits)
     u = uniforms(n, 1 + 784 + 1, seed, indices)
-    more = uniforms(n, 784 + 785, seed, indices, stream=1)  # the families added later draw from their own stream
     posable = pose_changes_class(labels)
-    return {
-        "pose": poses(digits[posable], labels[posable], u[posable, :1]),
-        "pixel_shuffle": pixel_shuffles(digits, u[:, 1:785]),
-        "blur": blurs(digits, u[:, 785:]),
-        "negative": 1.0 - digits,
-        "ink_noise": ink_noise(digits, more[:, :784]),
-        "smooth_blobs": smooth_blobs(digits, more[:, 784:]),
-    }
+    yield "pose", poses(digits[posable], labels[posable], u[posable, :1])
+    yield "pixel_shuffle", pixel_shuffles(digits, u[:, 1:785])
+    yield "blur", blurs(digits, u[:, 785:])
+    del u
+    yield "negative", 1.0 - digits
+    more = uniforms(n, 784 + 785, seed, indices, stream=1)  # the families added later draw from their own stream
+    yield "ink_noise", ink_noise(digits, more[:, :784])
+    yield "smooth_blobs", smooth_blobs(digits, more[:, 784:])

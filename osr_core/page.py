@@ -76,15 +76,16 @@ def render(title: str, intro: str, id_column: Column, ids: Sequence, columns: li
                            style=STYLE, script=SCRIPT)
 
 
-def sprite(images: np.ndarray, recons: np.ndarray) -> bytes:
+def sprite(images, recons) -> bytes:
     return plots.sprite_png(images, recons, SPRITE_COLUMNS)
 
 
 def write(outputs, title: str, intro: str, id_column: Column, ids: Sequence, columns: list[Column], values: list[list],
-          images: np.ndarray, recons: np.ndarray, filters: Sequence[str] = ("answer", "reason", "pred"),
+          images, recons, filters: Sequence[str] = ("answer", "reason", "pred"),
           summary_html: str = "") -> None:
     """Stages index.html and sprite.png through a stage's outputs (io.StageOutputs). Row i: ids[i], values[i] (in
-    `columns` order), and images[i] as the model saw it with its reconstruction recons[i], both (28, 28)."""
+    `columns` order), and images[i] as the model saw it with its reconstruction recons[i], both (28, 28) (images and
+    recons: arrays, or lists of arrays one after the other, as plots.sprite_png takes them)."""
     outputs.write_bytes(SPRITE, sprite(images, recons))
     outputs.write_text(PAGE, render(title, intro, id_column, ids, columns, values, filters, summary_html))
 
@@ -137,7 +138,7 @@ def write_evaluation(outputs, result, score: str) -> None:
              "accepted most confidently (lowest margin); for an unknown set the latter are what slipped through as "
              "digits. Click a set to see only it; click a column to sort.")
     write(outputs, "Open-set evaluation: what was rejected and what slipped through", intro, Column("id", "image", "text"),
-          ids, columns, values, np.concatenate(images), np.concatenate(recons), ("set", "answer", "reason", "pred"),
+          ids, columns, values, images, recons, ("set", "answer", "reason", "pred"),
           table)
 
 

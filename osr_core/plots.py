@@ -121,22 +121,34 @@ def contact_sheet_png(images, recons, captions: list[str], ncols: int = 8, scale
 SPRITE_LEVELS = 128  # levels per tile kind: a palette of 128 greys and 128 inferno colours, one byte a pixel
 
 
-def sprite_png(images: np.ndarray, recons: np.ndarray, columns: int = 50) -> bytes:
+SPRITE_CHUNK = 1000  # triplets made at a time
+
+
+def sprite_png(images, recons, columns: int = 50) -> bytes:
     """Every image's (input | reconstruction | error map) triplet, 84x28 px, packed into one PNG in rows of
     `columns` triplets: triplet i at x = 84 * (i % columns), y = 28 * (i // columns). images, recons: (N, 28, 28)
-    in [0, 1]. One picture for a whole page, so a page of thousands of rows makes one request. A palette image of
-    128 grey levels (input, reconstruction) and 128 inferno colours (error): a third of the bytes of RGB."""
-    images, recons = np.asarray(images, np.float64), np.asarray(recons, np.float64)
-    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or recons.shape != images.shape:
-        raise ValueError(f"expected images and reconstructions of one shape (N, 28, 28), got {images.shape} and "
-                         f"{recons.shape}")
-    n, side, top = len(images), IMAGE_SIDE, SPRITE_LEVELS - 1
+    in [0, 1], or lists of such arrays taken one after the other (a page of many sets need not join them first).
+    One picture for a whole page, so a page of thousands of rows makes one request. A palette image of 128 grey
+    levels (input, reconstruction) and 128 inferno colours (error): a third of the bytes of RGB."""
+    as_parts = lambda a: [np.asarray(p) for p in a] if isinstance(a, (list, tuple)) else [np.asarray(a)]
+    parts = list(zip(as_parts(images), as_parts(recons)))
+    for x, r in parts:
+        if x.ndim != 3 or x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or r.shape != x.shape:
+            raise ValueError(f"expected images and reconstructions of one shape (N, 28, 28), got {x.shape} and "
+                             f"{r.shape}")
+    n, side, top = sum(len(x) for x, _ in parts), IMAGE_SIDE, SPRITE_LEVELS - 1
     level = lambda x: np.rint(np.clip(x, 0.0, 1.0) * top).astype(np.uint8)
-    triplets = np.concatenate([level(images), level(recons), SPRITE_LEVELS + level(np.abs(images - recons))], axis=2)
     rows = max(1, -(-n // columns))
-    sheet = np.zeros((rows * columns, side, 3 * side), np.uint8)                     # (tiles, 28, 84)
-    sheet[:n] = triplets
-    sheet = sheet.reshape(rows, columns, side, 3 * side).transpose(0, 2, 1, 3).reshape(rows * side, columns * 3 * side)
+    sheet = np.zeros((rows * side, columns * 3 * side), np.uint8)
+    tiles = sheet.reshape(rows, side, columns, 3 * side)  # a view: tile i is tiles[i // columns, :, i % columns]
+    done = 0
+    for images, recons in parts:
+        for start in range(0, len(images), SPRITE_CHUNK):  # in float64 a chunk at a time: a page's would be 100s of MB
+            x = images[start:start + SPRITE_CHUNK].astype(np.float64)
+            r = recons[start:start + SPRITE_CHUNK].astype(np.float64)
+            row, column = np.divmod(np.arange(done, done + len(x)), columns)
+            tiles[row, :, column, :] = np.concatenate([level(x), level(r), SPRITE_LEVELS + level(np.abs(x - r))], axis=2)
+            done += len(x)
     greys = np.repeat(np.rint(np.linspace(0, 255, SPRITE_LEVELS)).astype(np.uint8)[:, None], 3, axis=1)
     inferno = _inferno_lut()[np.rint(np.linspace(0, 255, SPRITE_LEVELS)).astype(int)]
     img = Image.fromarray(sheet, mode="P")

@@ -17,9 +17,11 @@ every candidate's figures and the rule.
    for protection. Floors first: every far family (outliers.FAR_FAMILIES, made from validation digits) at AUROC >=
    FAR_AUROC_FLOOR and rejected >= FAR_DETECTION_FLOOR at the thresholds, and the acceptance family
    (acceptance.py: validation digits with another pen, a slant, soft focus, scanned) accepted >=
-   ACCEPTANCE_FLOOR. Of the configurations that clear every floor, those whose near-digit figure is within the
-   noise of the best are equal, and of the equals the one whose gates fire soonest wins: both gates before one
-   before none, then the smallest offsets. A far gate that costs nothing measurable on the near digits is kept
+   ACCEPTANCE_FLOOR. Of the configurations that clear every floor, those that the best of them (by the near-digit
+   figure) does not beat in CONFIDENCE of the paired resamples, or beats by at most NEAR_TOLERANCE, are equal (a
+   gate that fires a little sooner changes nearly identical decisions, and there the paired bootstrap is sharp),
+   and of the equals the one whose gates fire soonest wins: both gates before one before none, then the smallest
+   offsets. A far gate that costs nothing measurable on the near digits is kept
    as protection against unknowns no family foresaw; the floors and the near figure stop it from costing more.
 
 The thresholds behind the floors are those stage 2 writes by default: each predicted class's `target` quantile
@@ -48,10 +50,9 @@ CONFIDENCE = 0.95
 NEAR_TOLERANCE = 0.001
 NEAR = "leave_classes_out"
 ACCEPTANCE = "acceptance"
-RULE = (f"(1) the near part: the best leave-classes-out AUROC (mean over the folds); any candidate that the best does "
-        f"not beat in {CONFIDENCE:.0%} of {BOOTSTRAP} paired bootstrap resamples (folds and their digits drawn with "
-        f"replacement), or beats by at most {NEAR_TOLERANCE}, counts as equal, and the simplest of the equals wins (fewest components). (2) the gates beside "
-        f"it: every far family at AUROC >= {FAR_AUROC_FLOOR} and rejected >= {FAR_DETECTION_FLOOR:.0%} at the "
+RULE = (f"(1) the near part: the best leave-classes-out AUROC (mean over the folds); a simpler candidate within "
+        f"{NEAR_TOLERANCE} of it counts as equal, and the simplest of the equals wins (fewest components). (2) the gates "
+        f"beside it: every far family at AUROC >= {FAR_AUROC_FLOOR} and rejected >= {FAR_DETECTION_FLOOR:.0%} at the "
         f"thresholds, the acceptance family accepted >= {ACCEPTANCE_FLOOR:.0%}; of the configurations that clear "
         f"them, those that the best leave-classes-out AUROC among them does not beat in {CONFIDENCE:.0%} of {BOOTSTRAP} "
         f"paired bootstrap resamples (folds and their digits drawn with replacement), or beats by at most "

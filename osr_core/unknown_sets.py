@@ -89,14 +89,20 @@ def character_sets(seed: int, limit: int | None = None) -> list[UnknownSet]:
 
 
 NO_DIGIT_IMAGES = 2000  # form fields with nothing written: rates to a tenth of a point, a few seconds to read
+NO_DIGIT_CHUNK = 250
 
 
 def no_digit_set(seed: int, n: int = NO_DIGIT_IMAGES) -> UnknownSet:
     """Form fields with nothing written in them (forms.py), read through the same preprocessing as a user's images."""
-    images, kinds = forms.no_digit_images(n, seed)
+    images, kinds = [], []
+    for start in range(0, n, NO_DIGIT_CHUNK):  # made and read a few hundred at a time: all the sheets are 150 MB
+        sheets, chunk_kinds = forms.no_digit_images(n, seed, range(start, min(start + NO_DIGIT_CHUNK, n)))
+        images.append(as_batch(sheets))
+        kinds += chunk_kinds
+    images = torch.cat(images)
     return UnknownSet("no_digit", "form fields with nothing written: blank paper of any size, level and grain, "
                       "specks of dust, printed ruling, boxes and combs (forms.py), read as a user's images are",
-                      images=as_batch(images), names=[f"{k}_{i:05d}" for i, k in enumerate(kinds)])
+                      images=images, names=[f"{k}_{i:05d}" for i, k in enumerate(kinds)])
 
 
 def extra_set(name: str, folder: str) -> UnknownSet:

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA_DIR = str(ROOT / "data")
-FOLD_FLAGS = ["--fold-epochs", "1", "--fold-images", "1000"]  # leave-classes-out models the suite can afford
+FOLD_FLAGS = ["--fold-size", "2", "--fold-epochs", "1", "--fold-images", "1000"]  # leave-classes-out models the suite can afford
 
 
 @pytest.fixture(scope="session")

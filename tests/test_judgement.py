@@ -1,11 +1,17 @@
-"""The near-digit judge: the design partitions it is measured on are no protocol split, and a judgement is keyed by
-its recipe."""
+"""The near-digit judge: the design partitions it is measured on are no protocol split, a judgement is keyed by its
+recipe and stands in for the folds, and every shipped judgement is of a recipe the code trains, complete, and gives
+back its own near part under the selection's rule."""
+import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from osr_core import data, judgement
+from osr_core import data, gates, judgement
+from osr_core.leave_out import FULL
+from osr_core.scores import COMPONENTS
+from osr_core.selection import BOOTSTRAP, NEAR, ShippedJudge, choose_near, gate_plans
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -28,3 +34,64 @@ def test_a_judgement_is_keyed_by_the_recipe_without_its_seed_and_precision():
     assert judgement.path_for(default) == judgement.path_for(replace(default, seed=7, precision="bf16"))
     assert judgement.path_for(default) != judgement.path_for(replace(default, width=24))
     assert len({judgement.path_for(r) for r in recipes.values()}) == len(recipes) == 6
+
+
+def test_stage_2_uses_a_shipped_judgement_of_its_recipe_and_trains_no_fold(trained_run, data_dir, tmp_path,
+                                                                          monkeypatch):
+    """A judgement of the suite's tiny recipe, computed from its own folds (trained by the session fixture), stands in
+    for the folds: stage 2 trains none and records which judge spoke."""
+    import compute_class_reconstruction_errors
+    from conftest import FOLD_FLAGS
+    from osr_core import leave_out, pipeline
+    from osr_core.io import load_checkpoint
+    from osr_core.recipe import recorded_recipe
+
+    parser = compute_class_reconstruction_errors.build_parser()
+    flags = parser.parse_args(FOLD_FLAGS)
+    scheme = leave_out.FoldScheme(flags.fold_size, flags.fold_epochs or None, flags.fold_images or None)
+    recipe = recorded_recipe(load_checkpoint(trained_run["checkpoint"]))
+    folds = leave_out.leave_classes_out(recipe, data.validation_indices(), data_dir, trained_run["root"] / "leave_out",
+                                        scheme, torch.device("cpu"))
+    shipped = tmp_path / "judgements"
+    shipped.mkdir()
+    monkeypatch.setattr(judgement, "JUDGEMENTS", shipped)
+    (shipped / judgement.path_for(recipe).name).write_text(json.dumps(judgement.compute(folds, 0, scheme, recipe)))
+
+    def no_folds(*args, **kwargs):
+        raise AssertionError("stage 2 trained folds although a judgement of its recipe is shipped")
+    monkeypatch.setattr(pipeline, "leave_classes_out", no_folds)
+    out = tmp_path / "thresholds.txt"
+    assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
+                                                     data_dir, "--out", str(out), "--device", "cpu", "--quiet",
+                                                     *FOLD_FLAGS]) == 0
+    selection = json.loads((tmp_path / "calibration.json").read_text())["selection"]
+    assert selection["judge"]["source"].startswith("shipped judgement") and len(selection["folds"]) == len(folds)
+    # The same choice as the folds themselves give: the judgement holds everything the selection reads of a judge.
+    trained = json.loads((trained_run["root"] / "calibration.json").read_text())["selection"]
+    assert selection["chosen"] == trained["chosen"] and selection["near"] == trained["near"]
+
+
+SHIPPED = sorted(judgement.JUDGEMENTS.glob("*.json"))
+
+
+def test_every_judged_recipe_has_a_shipped_judgement_of_the_current_code():
+    recipes = judgement.judged_recipes(torch.device("cpu"))
+    missing = [name for name, r in recipes.items() if judgement.shipped(r, FULL) is None]
+    assert not missing, f"no shipped judgement of {missing}: run make judge"
+    keys = [judgement.recipe_key(r) for r in recipes.values()]
+    assert all(json.loads(p.read_text())["recipe_key"] in keys for p in SHIPPED), "a judgement of no recipe we train"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_a_shipped_judgement_is_complete_and_gives_back_its_own_near_part(path):
+    shipped = json.loads(path.read_text())
+    judge = ShippedJudge(shipped, path.name)
+    components = [c for c in COMPONENTS if c != "openmax"]  # the judged recipes are all cnn
+    nears = gates.candidate_scores(components)
+    table = {n: {NEAR: sum(judge.per_fold(n, ())) / len(judge.per_fold(n, ()))} for n in nears}
+    assert choose_near(judge, nears, table) == shipped["near"]
+    for plan in gate_plans(shipped["near"], components):
+        row = shipped["candidates"][gates.gates_name(shipped["near"], plan)]
+        assert len(row["per_fold"]) == len(shipped["folds"]) and len(row["resampled"]) == BOOTSTRAP
+    held_out = sorted(c for f in shipped["folds"] for c in f["held_out"])
+    assert held_out == sorted(shipped["recipe_key"]["known_classes"]) and shipped["scheme"] == FULL.to_json()

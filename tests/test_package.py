@@ -24,7 +24,8 @@ def test_the_wheel_holds_osr_core_and_declares_its_dependencies(tmp_path):
         names = zf.namelist()
         meta = Parser().parsestr(zf.read(next(n for n in names if n.endswith("METADATA"))).decode())
     modules = {n.split("/", 1)[1] for n in names if n.startswith("osr_core/")}
-    assert {f.name for f in (ROOT / "osr_core").glob("*.py")} == modules
+    shipped = {f"judgements/{f.name}" for f in (ROOT / "osr_core" / "judgements").glob("*.json")}
+    assert shipped and {f.name for f in (ROOT / "osr_core").glob("*.py")} | shipped == modules  # with the judgements
     assert not [n for n in names if n.startswith(("tests/", "train.py", "artifacts/"))]
     declared = meta.get_all("Requires-Dist")
     name = lambda r: r.split(">=")[0].split(";")[0].strip()

@@ -193,7 +193,7 @@ def test_stage_2_chooses_on_validation_data_without_reading_any_reported_set(tra
     out = tmp_path / "thresholds.txt"
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
                                                      data_dir, "--out", str(out), "--device", "cpu", "--quiet",
-                                                     "--fold-epochs", "1", "--fold-images", "300"]) == 0
+                                                     "--fold-size", "2", "--fold-epochs", "1", "--fold-images", "300"]) == 0
     assert calls == []
     selection = json.loads((tmp_path / "calibration.json").read_text())["selection"]
     assert selection["families"] == ["pixel_shuffle", "blur", "negative", "ink_noise", "smooth_blobs"]

@@ -102,9 +102,10 @@ benchmark-folds: install data
 judge: install data
 	$(RUN) -m osr_core.judgement --data-dir $(DATA) --folds-dir $(ART)/judge --device $(DEVICE) $(if $(JUDGE_CHECK),--check)
 
-# Where time and memory go: training and scoring throughput against bare loops, and every stage's cost.
+# Where time and memory go: training and scoring throughput against bare loops, and every stage's cost
+# (BENCH_FLAGS=--stages-only: the six stages alone).
 bench: install data
-	$(RUN) benchmarks/bench.py
+	$(RUN) benchmarks/bench.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \

@@ -1,6 +1,7 @@
 """Benchmark: where the pipeline's time and memory go, on this machine.
 
-Usage: python benchmarks/bench.py [--repeats 5] [--skip-pipeline] [--skip-curves] [--out artifacts/bench/bench.json]
+Usage: python benchmarks/bench.py [--repeats 5] [--skip-pipeline] [--skip-curves] [--stages-only]
+                                  [--out artifacts/bench/bench.json]
 
 In one run it measures (medians over repeats, after a warm-up):
   0. time to quality: for the default recipe and the alternatives in CURVES, trained for each epoch budget: the
@@ -392,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-curves", action="store_true", help="skip the time-to-quality curves (their time on 2 cores is in README.md)")
     p.add_argument("--skip-pipeline", action="store_true",
                    help="skip the stage timings; score with --checkpoint/--thresholds instead")
+    p.add_argument("--stages-only", action="store_true",
+                   help="measure the six stages (and their page) alone: 3-4 and 7 below, about 7 minutes on 2 cores")
     p.add_argument("--checkpoint", default=cli.DEFAULT_CHECKPOINT)
     p.add_argument("--thresholds", default=cli.DEFAULT_THRESHOLDS)
     p.add_argument("--data-dir", default=cli.DEFAULT_DATA_DIR)
@@ -408,7 +411,7 @@ def main(argv=None) -> int:
               "device": "cpu", "stages": {}}
     with tempfile.TemporaryDirectory(prefix="osr-bench-") as tmp:
         art = Path(tmp)
-        if not args.skip_curves:
+        if not args.skip_curves and not args.stages_only:
             result["time_to_quality"] = bench_curves(args.data_dir, art)
             atomic_write_bytes(Path(args.out).parent / "time_to_quality.png", plots.time_to_quality_png(result["time_to_quality"]))
         checkpoint, thresholds = Path(args.checkpoint), Path(args.thresholds)
@@ -420,30 +423,36 @@ def main(argv=None) -> int:
             result["pipeline_wall_s"] = sum(s["wall_s"] for s in result["stages"].values())
             checkpoint, thresholds = art / "model.pt", art / "reconstruction_errors.txt"
             result["page"] = bench_page(art / "test" / "index.html")
-        result["reading"] = bench_reading(args.data_dir, art, checkpoint, thresholds, args.repeats)
-        result["distributed"] = bench_distributed(args.data_dir, art)
-        result["training"] = bench_training(args.data_dir, args.repeats)
-        result["precision"] = bench_precision(args.data_dir, args.repeats)
-        result["scoring"] = bench_scoring(args.data_dir, checkpoint, thresholds, args.repeats)
+        if not args.stages_only:
+            result["reading"] = bench_reading(args.data_dir, art, checkpoint, thresholds, args.repeats)
+            result["distributed"] = bench_distributed(args.data_dir, art)
+            result["training"] = bench_training(args.data_dir, args.repeats)
+            result["precision"] = bench_precision(args.data_dir, args.repeats)
+            result["scoring"] = bench_scoring(args.data_dir, checkpoint, thresholds, args.repeats)
     write_json(args.out, result)
     print(render(result))
     return 0
 
 
+def loops(t: dict, s: dict) -> list[str]:
+    """The training and scoring loops against bare ones."""
+    return [f"{'training loop, images/s':48s} {t['pipeline_images_per_s']:12.0f}",
+            f"{'bare training loop, images/s':48s} {t['bare_images_per_s']:12.0f}",
+            f"{'training loop / bare loop time ratio, median':48s} {t['time_ratio']:12.2f}",
+            f"{'  ... lowest and highest of ' + str(t['repeats']) + ' repeats':48s} "
+            f"{t['time_ratio_min']:5.2f} / {t['time_ratio_max']:5.2f}",
+            *(f"{'  time added to the bare loop by ' + name.replace('bare + ', ''):48s} {share:+12.1%}"
+              for name, share in t["extra_share"].items()),
+            f"{'scoring path (all components), images/s':48s} {s['pipeline_images_per_s']:12.0f}",
+            f"{'bare forward, images/s':48s} {s['bare_images_per_s']:12.0f}",
+            f"{'scoring path / bare forward time ratio':48s} {s['time_ratio']:12.2f}"]
+
+
 def render(r: dict) -> str:
-    t, s = r["training"], r["scoring"]
     lines = [f"machine: {r['cores']} cores, torch {r['torch']} ({r['torch_threads']} threads), python {r['python']}",
-             f"{'measure':48s} {'value':>12s}",
-             f"{'training loop, images/s':48s} {t['pipeline_images_per_s']:12.0f}",
-             f"{'bare training loop, images/s':48s} {t['bare_images_per_s']:12.0f}",
-             f"{'training loop / bare loop time ratio, median':48s} {t['time_ratio']:12.2f}",
-             f"{'  ... lowest and highest of ' + str(t['repeats']) + ' repeats':48s} "
-             f"{t['time_ratio_min']:5.2f} / {t['time_ratio_max']:5.2f}",
-             *(f"{'  time added to the bare loop by ' + name.replace('bare + ', ''):48s} {share:+12.1%}"
-               for name, share in t["extra_share"].items()),
-             f"{'scoring path (all components), images/s':48s} {s['pipeline_images_per_s']:12.0f}",
-             f"{'bare forward, images/s':48s} {s['bare_images_per_s']:12.0f}",
-             f"{'scoring path / bare forward time ratio':48s} {s['time_ratio']:12.2f}"]
+             f"{'measure':48s} {'value':>12s}"]
+    if "training" in r:
+        lines += loops(r["training"], r["scoring"])
     if "reading" in r:
         rd = r["reading"]["images_per_s"]
         for source in ("files", "arrays"):

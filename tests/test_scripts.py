@@ -14,7 +14,6 @@ import evaluate_osr
 import test as test_stage
 import test_letters
 import train
-from conftest import FOLD_FLAGS
 from osr_core import data
 from osr_core.io import load_checkpoint, save_checkpoint
 
@@ -83,12 +82,13 @@ def test_test_stage_writes_scores_and_replaces_its_dump(trained_run, data_dir, t
     assert len(first) == int(rows[:, 7].sum()) > 0
     assert (out / "most_anomalous.png").stat().st_size > 0
 
-    # A stricter calibration flags more; going back must leave exactly the first dump, nothing stale.
+    # A stricter calibration flags more; going back must leave exactly the first dump, nothing stale. (Of the decision
+    # stage 2 chose, named: the choice is not what this test is about.)
     strict = tmp_path / "strict.txt"
+    chosen = json.loads((trained_run["root"] / "calibration.json").read_text())["selection"]["chosen"]
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
                                                      data_dir, "--target-acceptance", "0.95", "--out", str(strict),
-                                                     "--device", "cpu", "--quiet", *FOLD_FLAGS,
-                                                     "--folds-dir", str(trained_run["root"] / "leave_out")]) == 0
+                                                     "--score", chosen, "--device", "cpu", "--quiet"]) == 0
     assert test_stage.main([*stage_args(trained_run, out_dir=out, data_dir=data_dir), "--thresholds", str(strict),
                             *panels]) == 0
     assert len(list((out / "flagged").iterdir())) > len(first)

@@ -10,8 +10,8 @@ import torch
 
 import compute_class_reconstruction_errors
 import train
-from conftest import FOLD_FLAGS
-from osr_core import characters, data, forms, generated, letters, selection, unknown_sets
+from conftest import FOLD_FLAGS, forbid_reported_sets
+from osr_core import data, selection
 from osr_core.io import load_checkpoint
 from osr_core.leave_out import Fold, FoldScheme, fold_recipe, folds
 from osr_core.scores import Scored
@@ -157,50 +157,16 @@ def test_folds_hold_out_every_known_class_once_and_keep_two():
     assert [len(f) for f in folds(range(10), 0, size=1)] == [1] * 10
 
 
-FORBIDDEN = [(data, "load_fashion_mnist_test"), (generated, "uniform_noise"), (generated, "mnist_noise"),
-             (generated, "natural_crops"), (data, "load_cifar10_test"), (data, "load_omniglot_evaluation"),
-             (characters, "generate"), (letters, "generate"), (forms, "no_digit_images"),
-             (unknown_sets, "load_image_folder"), (unknown_sets, "held_out_digits"), (unknown_sets, "unknown_sets"),
-             (generated, "distorted_digits")]
-
-
-def _forbid_reported_sets(monkeypatch) -> list[str]:
-    """Every loader of a reported set (MNIST test among them) records its call and raises. The record is what the
-    test checks: a caller that catches the exception (an unknown set reported unavailable) is caught all the same."""
-    calls: list[str] = []
-    real_load_mnist = data.load_mnist
-
-    def train_split_only(data_dir, train):
-        if not train:
-            calls.append("data.load_mnist(train=False)")
-            raise AssertionError("stage 2 read MNIST test")
-        return real_load_mnist(data_dir, train)
-
-    def forbidden(name):
-        def call(*args, **kwargs):
-            calls.append(name)
-            raise AssertionError(f"stage 2 read a reported set ({name})")
-        return call
-    monkeypatch.setattr(data, "load_mnist", train_split_only)
-    for module, name in FORBIDDEN:
-        monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
-    return calls
-
-
-def test_stage_2_chooses_on_validation_data_without_reading_any_reported_set(trained_run, data_dir, tmp_path,
-                                                                           monkeypatch):
-    calls = _forbid_reported_sets(monkeypatch)
-    out = tmp_path / "thresholds.txt"
-    assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
-                                                     data_dir, "--out", str(out), "--device", "cpu", "--quiet",
-                                                     "--fold-size", "2", "--fold-epochs", "1", "--fold-images", "300"]) == 0
-    assert calls == []
-    selection = json.loads((tmp_path / "calibration.json").read_text())["selection"]
+def test_stage_2_chooses_on_validation_data_without_reading_any_reported_set(trained_run):
+    """The suite's own stage 2 (conftest.trained_run) runs with every loader of a reported set forbidden."""
+    assert trained_run["reported_sets_read"] == []
+    selection = json.loads((trained_run["root"] / "calibration.json").read_text())["selection"]
     assert selection["families"] == ["pixel_shuffle", "blur", "negative", "ink_noise", "smooth_blobs"]
     assert selection["near_family"] == NEAR and set(selection["floors"]) == {*selection["families"], ACCEPTANCE}
     assert sorted(c for f in selection["folds"] for c in f["held_out"]) == list(range(10))
-    assert selection["chosen"] in selection["candidates"] and f"# score: {selection['chosen']}" in out.read_text()
-    assert len(list((tmp_path / "leave_out").glob("fold-*.pt"))) == 5
+    assert (selection["chosen"] in selection["candidates"]
+            and f"# score: {selection['chosen']}" in trained_run["thresholds"].read_text())
+    assert len(list((trained_run["root"] / "leave_out").glob("fold-*.pt"))) == 5
 
 
 def test_inside_a_protocol_split_the_folds_hold_out_only_its_known_classes(data_dir, tmp_path, monkeypatch):
@@ -208,7 +174,7 @@ def test_inside_a_protocol_split_the_folds_hold_out_only_its_known_classes(data_
     checkpoint = tmp_path / "split.pt"
     assert train.main(["--known-classes", ",".join(map(str, split)), "--epochs", "1", "--train-limit", "1500",
                        "--width", "8", "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out", str(checkpoint)]) == 0
-    calls = _forbid_reported_sets(monkeypatch)
+    calls = forbid_reported_sets(monkeypatch)
     out = tmp_path / "thresholds.txt"
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(checkpoint), "--data-dir", data_dir,
                                                      "--out", str(out), "--device", "cpu", "--quiet", *FOLD_FLAGS]) == 0

@@ -297,7 +297,8 @@ def test_evaluate_without_thresholds_is_one_line_and_exit_2(trained_run, letters
     assert "absent.txt" in one_error_line(capsys) and not (out / "metrics.json").exists()
 
 
-def test_dhrnet_trains_calibrates_on_openmax_and_is_compared_and_no_pictures_means_none(evaluated_run, data_dir, letters_dir, tmp_path, capsys):
+def test_dhrnet_trains_calibrates_on_openmax_and_is_compared_and_no_pictures_means_none(evaluated_run, data_dir,
+                                                                                         letters_dir, tmp_path, capsys):
     ckpt, thr = tmp_path / "dhr.pt", tmp_path / "thr.txt"
     common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
     assert train.main(["--arch", "dhrnet", "--epochs", "1", "--train-limit", "1500", "--width", "8", "--out",

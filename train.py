@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--elastic", type=cli.number(float, 0), default=Recipe.elastic, metavar="PX",
                    help="also warp each training digit by a smooth random elastic field of this strength in pixels "
                         "(default: %(default)s, none)")
+    p.add_argument("--pen", type=cli.number(float, 0, 1), default=Recipe.pen, metavar="P",
+                   help="draw this share of the training digits with another pen or out of focus: strokes up to a "
+                        "pixel thicker or half a pixel thinner on each side, or blurred (default: %(default)s, none)")
     p.add_argument("--oe-fraction", type=cli.number(float, 0, 4), default=Recipe.oe_fraction,
                    help="outlier-exposure negatives per batch, as a fraction of the batch size (0: none)")
     p.add_argument("--oe-weight", type=cli.number(float, 0), default=Recipe.oe_weight,
@@ -76,7 +79,7 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
     """The training recipe the flags ask for, with the precision resolved for this device."""
     return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
-                  decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, oe_fraction=args.oe_fraction,
+                  decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, pen=args.pen, oe_fraction=args.oe_fraction,
                   oe_weight=args.oe_weight, logit_norm=args.logit_norm, precision=cli.resolve_precision(args.precision, device),
                   train_limit=args.train_limit, seed=args.seed)
 

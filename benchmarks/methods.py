@@ -35,7 +35,10 @@ from osr_core.recipe import reusable_checkpoint  # noqa: E402
 # (LogitNorm, the class-conditional decoder and outlier exposure were weighed in the previous round: README.md.)
 METHODS = [
     ("default: plain decoder, cross-entropy, affine warps", []),
-    ("elastic warps of 1 px on top of the affine ones", ["--elastic", "1.0"]),
+    ("another pen or focus for half the digits (--pen 0.5)", ["--pen", "0.5"]),
+    ("width 24 (--width 24)", ["--width", "24"]),
+    ("class-conditional decoder (--decoder conditional)", ["--decoder", "conditional"]),
+    ("another pen or focus, and elastic warps of 1 px (--pen 0.5 --elastic 1)", ["--pen", "0.5", "--elastic", "1.0"]),
 ]
 # Wider and longer training cost more than TIME_BUDGET by construction; make bench's time-to-quality curves
 # measure them (width 24, 3 and 5 epochs) on the same validation signal.
@@ -94,6 +97,7 @@ def row_of(name: str, flags: list[str], all_ten: dict, split: dict | None) -> di
         "named_a_digit": {n: s["named_a_digit"] for n, s in all_ten["sets"].items() if s["available"]},
         "closed_set_accuracy": all_ten["closed_set_accuracy"], "false_alarm_rate": all_ten["false_alarm_rate"],
         "sets": {n: s["auroc"] for n, s in all_ten["sets"].items() if s["available"]},
+        "scans": {k: all_ten["covariate_shift"]["scans"][k] for k in ("named_right", "rejection_rate")},
         "unseen_digits_split0": None if split is None else {
             "known_classes": sorted(SPLIT), "score": split["calibration"]["score"],
             "auroc": split["sets"]["held_out_digits"]["auroc"]},

@@ -11,8 +11,10 @@ generated.image_rng(seed, i, stream=3), and read through the same preprocessing 
 - `soft_focus`: blurred by a Gaussian of sigma 0.7-1.1 px (a phone photo slightly out of focus);
 - `scan`: dark ink on a larger sheet of paper, 40-120 px tall, with sensor noise and JPEG (generated.scanned_digits).
 
-None of these is a training augmentation (train.py warps by small rotations, scalings and shifts only), so the
-family measures how the decision carries to digits the model was not taught to expect. The scans are drawn by
+By default none of these is a training augmentation (train.py warps by small rotations, scalings and shifts), so
+the family measures how the decision carries to digits the model was not taught to expect; a recipe trained with
+--pen has seen pens and focus like the first, second and fourth kinds (training.pen_and_focus), and for it the
+family measures less. The scans are drawn by
 the same generator as the report's `scans` covariate-shift row, on other digits: that row is not untouched by
 the selection, and the report says so.
 """

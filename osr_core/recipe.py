@@ -31,6 +31,7 @@ class Recipe:
     decoder: str = "plain"          # or "conditional" (C2AE-style)
     augment: bool = True            # small random affine warps
     elastic: float = 0.0            # strength (px) of a smooth random elastic warp after them (0: none)
+    pen: float = 0.0                # share of training digits drawn with another pen or out of focus (0: none)
     oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
     oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
     logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)

@@ -368,11 +368,13 @@ def methods_section(summary: dict) -> str:
     for m in methods:
         ci = m.get("leave_classes_out_ci95") or [None, None]
         split0 = (m.get("unseen_digits_split0") or {}).get("auroc")
+        scans = m.get("scans") or {}
         rows.append([("**" + m["method"] + "** (kept)") if m["method"] == summary.get("chosen") else m["method"],
                      f"`{m['score']}`", num(m["val_accuracy"]),
                      "-" if m.get("train_seconds") is None else f"{m['train_seconds']:.0f} s",
                      f"{num(m['leave_classes_out'])} [{num(ci[0])}, {num(ci[1])}]", num(m["far_min"]),
-                     pct(m.get("acceptance")), pct(m["closed_set_accuracy"]), num(split0)]
+                     pct(m.get("acceptance")), pct(m["closed_set_accuracy"]),
+                     f"{pct(scans.get('named_right'))} / {pct(scans.get('rejection_rate'))}", num(split0)]
                     + [num(m["sets"].get(n)) for n in names])
     return "\n".join(["## What was tried", "",
                       "Each method trained by `train.py`, its decision score chosen by stage 2's rule with leave-classes-"
@@ -382,7 +384,7 @@ def methods_section(summary: dict) -> str:
                       "column after them is reported only.", "",
                       table(["method", "chosen decision", "validation acc.", "training", "leave-classes-out AUROC [95%]",
                              "far families, lowest", "users' digits accepted", "closed-set acc.",
-                             "unseen digits, split 2,4,5,9,8,3"] + names, rows), ""])
+                             "scans named right / rejected", "unseen digits, split 2,4,5,9,8,3"] + names, rows), ""])
 
 
 def unseen_digits_section(ud: dict) -> str:

@@ -2,7 +2,7 @@
 (recipe.py says what is trained, fitting.py finishes the model).
 
 Data stays in memory as one uint8 tensor and is augmented a batch at a time (small random affine
-warps, optionally a smooth elastic one): on 2 cores, per-sample PIL transforms would cost more than the model itself.
+warps, optionally a smooth elastic one and another pen): on 2 cores, per-sample PIL transforms would cost more than the model itself.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import data
 from .cli import UserError, seed_everything
 from .distributed import World, wrap
+from .acceptance import thick_pen, thin_pen
 from .fitting import finish_fitting
 from .io import CHECKPOINT_FORMAT, atomic_write_bytes, torch_bytes
 from .models import ModelConfig, OSRNet, Outputs, build_model, statistics_from_first
@@ -58,6 +59,40 @@ def elastic_warp(x: torch.Tensor, generator: torch.Generator, strength_px: float
     identity = torch.eye(2, 3).unsqueeze(0).expand(n, 2, 3)
     grid = F.affine_grid(identity, list(x.shape), align_corners=False) + field.to(x.device)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def pen_and_focus(x: torch.Tensor, generator: torch.Generator, share: float) -> torch.Tensor:
+    """A `share` of the digits of a batch (B, 1, 28, 28), drawn at random, as another pen or a camera would give them:
+    strokes thicker (up to a pixel on each side), thinner (up to half a pixel) or blurred (up to sigma 1 px), each
+    as likely, by a random amount: the digit is mixed with its fully changed self, so one batched operation serves
+    every digit. Digits of one hand, another instrument: what users send and MNIST's scanning never shows. share 0
+    leaves the batch as it is and draws nothing."""
+    if share <= 0:
+        return x
+    n = len(x)
+    kind = torch.randint(0, 3, (n,), generator=generator)
+    amount = torch.rand(n, generator=generator) * (torch.rand(n, generator=generator) < share)
+    changed = x.clone()
+    for k, change in enumerate((thick_pen, thin_pen, out_of_focus)):
+        at = ((kind == k) & (amount > 0)).nonzero().flatten().to(x.device)
+        if len(at):
+            changed[at] = change(x[at])
+    return x + amount.view(-1, 1, 1, 1).to(x.device) * (changed - x)
+
+
+def out_of_focus(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 28, 28) -> each digit blurred by a Gaussian of sigma 1 px, stretched back to its peak."""
+    blurred = F.conv2d(x, FOCUS_KERNEL.to(x.device), padding=FOCUS_KERNEL.shape[-1] // 2)
+    return blurred * (x.flatten(1).amax(1) / blurred.flatten(1).amax(1).clamp_min(1e-6)).view(-1, 1, 1, 1)
+
+
+def _gaussian_kernel(sigma: float, radius: int) -> torch.Tensor:
+    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2 / (2 * sigma ** 2))
+    taps = taps / taps.sum()
+    return (taps[:, None] * taps[None, :]).view(1, 1, 2 * radius + 1, 2 * radius + 1)
+
+
+FOCUS_KERNEL = _gaussian_kernel(1.0, 3)
 
 
 def joint_loss(out: Outputs, x: torch.Tensor, y: torch.Tensor, logit_norm: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,6 +151,8 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
             x = random_affine(x, generator)
         if recipe.elastic:
             x = elastic_warp(x, generator, recipe.elastic)
+        if recipe.pen:
+            x = pen_and_focus(x, generator, recipe.pen)
         y = targets[idx]
         negatives = training_negatives(x, y, recipe.negatives_per_batch, generator) if recipe.negatives_per_batch else None
         wrong = (y + torch.randint(1, net.config.num_classes, y.shape, generator=generator)) % net.config.num_classes \

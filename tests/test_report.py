@@ -83,15 +83,16 @@ def test_what_was_tried_table_has_a_row_per_method_with_validation_figures_first
     methods = [{"method": "default", "score": "energy", "val_accuracy": 0.995, "train_seconds": 201.4,
                 "leave_classes_out": 0.99, "leave_classes_out_ci95": [0.985, 0.993], "far_min": 0.998, "acceptance": 0.985,
                 "closed_set_accuracy": 0.996, "sets": {"noise": 1.0, "letters": 0.9, "validation_proxy_pose": 0.98},
-                "unseen_digits_split0": {"auroc": 0.97}},
+                "scans": {"named_right": 0.987, "rejection_rate": 0.01}, "unseen_digits_split0": {"auroc": 0.97}},
                {"method": "outlier exposure", "score": "mahalanobis", "val_accuracy": 0.99, "train_seconds": None,
                 "leave_classes_out": 0.95, "leave_classes_out_ci95": [0.94, 0.96], "far_min": 0.999,
                 "closed_set_accuracy": 0.98, "sets": {"noise": 0.99}, "unseen_digits_split0": None}]
     text = methods_section({"methods": methods, "rule": "the rule", "chosen": "default"})
     header = next(l for l in text.splitlines() if l.startswith("| method"))
-    assert header.split("|")[10:13] == [" letters ", " noise ", " validation_proxy_pose "]  # reported sets first
+    assert header.split("|")[11:14] == [" letters ", " noise ", " validation_proxy_pose "]  # reported sets first
     assert row(text, "**default** (kept)")[1:] == ["`energy`", "0.9950", "201 s", "0.9900 [0.9850, 0.9930]", "0.9980",
-                                                   "98.50%", "99.60%", "0.9700", "0.9000", "1.0000", "0.9800"]
-    assert row(text, "outlier exposure")[3:] == ["-", "0.9500 [0.9400, 0.9600]", "0.9990", "-", "98.00%", "-", "-",
-                                                 "0.9900", "-"]  # not timed, no split, a set it was not measured on
+                                                   "98.50%", "99.60%", "98.70% / 1.00%", "0.9700", "0.9000", "1.0000",
+                                                   "0.9800"]
+    assert row(text, "outlier exposure")[3:] == ["-", "0.9500 [0.9400, 0.9600]", "0.9990", "-", "98.00%", "- / -", "-",
+                                                 "-", "0.9900", "-"]  # not timed, no scans, no split, a set not measured
     assert "the rule" in text

@@ -1,6 +1,6 @@
 """What training and its final fits compute, checked against references written out here: the joint loss, the
-feature autoencoder's detach, the class Gaussians and Mahalanobis distance, OpenMax's Weibull tails, and the
-batch-norm statistics re-estimated on clean digits."""
+feature autoencoder's detach, the class Gaussians and Mahalanobis distance, OpenMax's Weibull tails, the
+batch-norm statistics re-estimated on clean digits, and the pen-and-focus augmentation."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from osr_core.models import ModelConfig, OSRNet, eucos_distance
 from osr_core.fitting import fit_class_gaussians, recalibrate_batch_norm, weibull_tails
-from osr_core.training import joint_loss
+from osr_core.acceptance import thick_pen, thin_pen
+from osr_core.training import joint_loss, out_of_focus, pen_and_focus
 
 CONFIG = ModelConfig(num_classes=3, width=4, latent_dim=6, feature_code_dim=3)
 
@@ -110,3 +111,24 @@ def test_a_training_set_that_leaves_one_image_over_trains_without_a_batch_of_one
                        "cpu", "--quiet", "--out", str(tmp_path / "m.pt")]) == 0
     assert (batches_per_epoch(257, 256), batches_per_epoch(258, 256), batches_per_epoch(258, 256, 2)) == (1, 2, 1)
     assert batches_per_epoch(55000, 256) == -(-55000 // 256)  # the default run keeps every batch
+
+
+def test_another_pen_changes_the_share_asked_for_each_way_by_its_amount_and_nothing_at_share_0():
+    strokes = torch.zeros(600, 1, 28, 28)
+    strokes[:, 0, 6:22, 12:15] = 1.0                      # a bar three pixels wide: a stroke of a "1"
+    generator = torch.Generator().manual_seed(0)
+    assert pen_and_focus(strokes, generator, 0.0) is strokes
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())  # share 0 draws nothing
+    out = pen_and_focus(strokes, generator, 0.5)
+    changed = (out - strokes).abs().flatten(1).amax(1) > 1e-6
+    assert 0.42 < changed.float().mean() < 0.58
+    # Each changed digit lies on the segment from the digit to one of its three fully changed selves, all three used.
+    ways = torch.stack([(thick_pen(strokes) - strokes), (thin_pen(strokes) - strokes), (out_of_focus(strokes) - strokes)])
+    shift = (out - strokes)[changed]
+    used = set()
+    for d in shift:
+        fits = [k for k, w in enumerate(ways[:, 0]) if torch.allclose(d, (d * w).sum() / (w * w).sum() * w, atol=1e-5)]
+        assert fits, "a digit changed in a way that is neither a pen nor focus"
+        used.update(fits)
+    assert used == {0, 1, 2}
+    assert out.min() >= 0 and out.max() <= 1 + 1e-6

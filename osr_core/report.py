@@ -376,12 +376,14 @@ def methods_section(summary: dict) -> str:
                      pct(m.get("acceptance")), pct(m["closed_set_accuracy"]),
                      f"{pct(scans.get('named_right'))} / {pct(scans.get('rejection_rate'))}", num(split0)]
                     + [num(m["sets"].get(n)) for n in names])
+    preset = "" if "preset_rule" not in summary else (
+        f" Beyond the time budget, {summary['preset_rule']}: {summary.get('preset') or 'none qualified'}.")
     return "\n".join(["## What was tried", "",
                       "Each method trained by `train.py`, its decision score chosen by stage 2's rule with leave-classes-"
                       "out models of its own recipe, measured by `evaluate_osr.py` (`make benchmark-methods`). The "
                       "recipe is chosen on the validation columns alone (validation accuracy, training time, the "
                       f"leave-classes-out AUROC of the chosen decision, the floors): {summary.get('rule', '')}. Every "
-                      "column after them is reported only.", "",
+                      "column after them is reported only." + preset, "",
                       table(["method", "chosen decision", "validation acc.", "training", "leave-classes-out AUROC [95%]",
                              "far families, lowest", "users' digits accepted", "closed-set acc.",
                              "scans named right / rejected", "unseen digits, split 2,4,5,9,8,3"] + names, rows), ""])

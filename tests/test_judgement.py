@@ -95,3 +95,21 @@ def test_a_shipped_judgement_is_complete_and_gives_back_its_own_near_part(path):
         assert len(row["per_fold"]) == len(shipped["folds"]) and len(row["resampled"]) == BOOTSTRAP
     held_out = sorted(c for f in shipped["folds"] for c in f["held_out"])
     assert held_out == sorted(shipped["recipe_key"]["known_classes"]) and shipped["scheme"] == FULL.to_json()
+
+
+def test_the_recipe_rules_keep_the_default_inside_its_interval_and_name_a_preset_only_beyond_the_budget():
+    import methods
+
+    def row(near, seconds, accuracy=0.994, floors=()):
+        return {"val_accuracy": accuracy, "train_seconds": seconds, "leave_classes_out": near,
+                "leave_classes_out_ci95": [near - 0.004, near + 0.004], "failed_floors": list(floors)}
+    default = row(0.990, 100)
+    # Better than the default's interval but over the budget: a preset, never the default.
+    assert methods.choose([default, row(0.996, 200)]) == 0 and methods.choose_preset([default, row(0.996, 200)]) == 1
+    # Inside the budget and above the interval: the new default, and no preset.
+    assert methods.choose([default, row(0.996, 110)]) == 1 and methods.choose_preset([default, row(0.996, 110)]) is None
+    # Inside the default's interval, below the accuracy slack, or under a floor: neither.
+    for other in (row(0.993, 200), row(0.999, 200, accuracy=0.990), row(0.999, 200, floors=["noise"])):
+        assert methods.choose([default, other]) == 0 and methods.choose_preset([default, other]) is None
+    # Of two presets, the one the judge ranks higher.
+    assert methods.choose_preset([default, row(0.996, 200), row(0.998, 300)]) == 2

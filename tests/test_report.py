@@ -87,7 +87,8 @@ def test_what_was_tried_table_has_a_row_per_method_with_validation_figures_first
                {"method": "outlier exposure", "score": "mahalanobis", "val_accuracy": 0.99, "train_seconds": None,
                 "leave_classes_out": 0.95, "leave_classes_out_ci95": [0.94, 0.96], "far_min": 0.999,
                 "closed_set_accuracy": 0.98, "sets": {"noise": 0.99}, "unseen_digits_split0": None}]
-    text = methods_section({"methods": methods, "rule": "the rule", "chosen": "default"})
+    text = methods_section({"methods": methods, "rule": "the rule", "chosen": "default", "preset_rule": "the preset rule",
+                            "preset": None})
     header = next(l for l in text.splitlines() if l.startswith("| method"))
     assert header.split("|")[11:14] == [" letters ", " noise ", " validation_proxy_pose "]  # reported sets first
     assert row(text, "**default** (kept)")[1:] == ["`energy`", "0.9950", "201 s", "0.9900 [0.9850, 0.9930]", "0.9980",
@@ -95,4 +96,4 @@ def test_what_was_tried_table_has_a_row_per_method_with_validation_figures_first
                                                    "0.9800"]
     assert row(text, "outlier exposure")[3:] == ["-", "0.9500 [0.9400, 0.9600]", "0.9990", "-", "98.00%", "- / -", "-",
                                                  "-", "0.9900", "-"]  # not timed, no scans, no split, a set not measured
-    assert "the rule" in text
+    assert "the rule" in text and "the preset rule: none qualified." in text

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the outlier-exposure loss")
     p.add_argument("--logit-norm", type=cli.number(float, 0), default=Recipe.logit_norm, metavar="TAU",
                    help="LogitNorm: cross-entropy of the logits divided by TAU times their norm (0, the default: off)")
+    p.add_argument("--compactness", type=cli.number(float, 0), default=Recipe.compactness, metavar="W",
+                   help="add W times the share of the features' variance within classes to the loss: a centre loss "
+                        "that draws each class together against the spread between classes (default: %(default)s, none)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: bfloat16 autocast for the forward pass; auto (default): bf16 where the CPU (AVX512-BF16, "
                         "AMX) or GPU runs it natively, else fp32")
@@ -80,7 +83,8 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
     return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
                   decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, pen=args.pen, oe_fraction=args.oe_fraction,
-                  oe_weight=args.oe_weight, logit_norm=args.logit_norm, precision=cli.resolve_precision(args.precision, device),
+                  oe_weight=args.oe_weight, logit_norm=args.logit_norm, compactness=args.compactness,
+                  precision=cli.resolve_precision(args.precision, device),
                   train_limit=args.train_limit, seed=args.seed)
 
 

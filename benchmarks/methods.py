@@ -1,7 +1,7 @@
 """Which training recipe: each method trained and measured by the stage scripts, and chosen by a rule on validation.
 
 Usage: python benchmarks/methods.py [--out-dir artifacts/methods] [--data-dir data] [--letters-dir artifacts/letters]
-                                    [--split]
+                                    [--split] [--only I,J]
 
 For every method in METHODS: train.py on all ten digits, compute_class_reconstruction_errors.py (the decision
 chosen by stage 2's rule, judged by the method's own recipe: its shipped judgement, or its leave-classes-out folds
@@ -39,6 +39,7 @@ METHODS = [
     ("width 24 (--width 24)", ["--width", "24"]),
     ("class-conditional decoder (--decoder conditional)", ["--decoder", "conditional"]),
     ("another pen or focus, and elastic warps of 1 px (--pen 0.5 --elastic 1)", ["--pen", "0.5", "--elastic", "1.0"]),
+    ("a centre loss: each class drawn together (--compactness 1)", ["--compactness", "1.0"]),
 ]
 # Width 24 costs more than TIME_BUDGET (2.0-2.2x the default's training): it can only be named a preset
 # (PRESET_RULE), never the default. (LogitNorm and outlier exposure lost in earlier rounds: README.md.)
@@ -62,7 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--letters-dir", default=cli.DEFAULT_LETTERS_DIR)
     p.add_argument("--split", action="store_true", help="also train and measure each method on the unseen-digit split "
                                                          "2,4,5,9,8,3 (about doubles the time)")
+    p.add_argument("--only", type=parse_methods, default=None, metavar="I,J",
+                   help="measure only these methods (their places in METHODS, 1 to %d); the default (0) is always "
+                        "measured, since the rules compare with it" % (len(METHODS) - 1))
     return p
+
+
+def parse_methods(text: str) -> list[int]:
+    try:
+        chosen = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected method numbers separated by commas, e.g. 2,5; got {text!r}") from None
+    if not chosen or not all(0 <= i < len(METHODS) for i in chosen):
+        raise argparse.ArgumentTypeError(f"method numbers run from 0 to {len(METHODS) - 1}; got {text!r}")
+    return chosen
 
 
 def measure(flags: list[str], folder: Path, args, known: list[int] | None) -> dict:
@@ -138,7 +152,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out_dir)
     rows = []
-    for i, (name, flags) in enumerate(METHODS):
+    measured = sorted({0, *args.only}) if args.only else range(len(METHODS))
+    for i in measured:
+        name, flags = METHODS[i]
         print(f"method {i}: {name}", flush=True)
         all_ten = measure(flags, out / f"method{i}", args, None)
         split = measure(flags, out / f"method{i}_split0", args, SPLIT) if args.split else None

@@ -35,6 +35,7 @@ class Recipe:
     oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
     oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
     logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
+    compactness: float = 0.0        # weight of the within-class share of the features' variance (0: none)
     precision: str = "fp32"         # "bf16": bfloat16 autocast for the forward pass (resolved, never "auto")
     train_limit: int | None = None  # only the first N training images of the known classes
     seed: int = 0

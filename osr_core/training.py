@@ -108,6 +108,21 @@ def joint_loss(out: Outputs, x: torch.Tensor, y: torch.Tensor, logit_norm: float
     return ce + PIXEL_LOSS_WEIGHT * pixel + FEATURE_LOSS_WEIGHT * feature, ce
 
 
+def compactness_loss(features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The share of the batch's feature variance that lies within classes: trace(S_within) / trace(S_total), in
+    [0, 1]. A centre loss (Wen et al. 2016) with the batch's class means as centres, divided by the total spread so
+    that shrinking every feature cannot lower it: each class is pulled together relative to the distances between
+    classes, the shape the class Gaussians (Mahalanobis) and the near-unknown scores assume. No state: the centres
+    are the batch's own, so it resumes and shards like the rest of the loss."""
+    f = features.float()
+    classes, index = torch.unique(y, return_inverse=True)
+    sums = torch.zeros(len(classes), f.shape[1], device=f.device, dtype=f.dtype).index_add_(0, index, f)
+    means = sums / torch.bincount(index, minlength=len(classes)).unsqueeze(1).to(f.dtype)
+    within = (f - means[index]).pow(2).sum(1).mean()
+    total = (f - f.mean(0)).pow(2).sum(1).mean()
+    return within / total.clamp_min(1e-12)
+
+
 def wrong_class_loss(model: OSRNet, features: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
     """A conditional decoder told a wrong class must draw nothing (C2AE's non-match loss, with an empty
     target): BCE of its output against black. The features are detached: this teaches the decoder and its
@@ -171,6 +186,8 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
             out = Outputs(*(o[:n] if o is not None else None for o in full))
             wrong_loss = wrong_class_loss(net, out.features, world.shard(wrong).to(device)) if conditional else None
         loss, _ = joint_loss(out, x, y, recipe.logit_norm)
+        if recipe.compactness:
+            loss = loss + recipe.compactness * compactness_loss(out.features, y)
         if conditional:
             loss = loss + PIXEL_LOSS_WEIGHT * wrong_loss
         if negatives is not None:

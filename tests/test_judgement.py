@@ -113,3 +113,23 @@ def test_the_recipe_rules_keep_the_default_inside_its_interval_and_name_a_preset
         assert methods.choose([default, other]) == 0 and methods.choose_preset([default, other]) is None
     # Of two presets, the one the judge ranks higher.
     assert methods.choose_preset([default, row(0.996, 200), row(0.998, 300)]) == 2
+
+
+def test_the_recipe_benchmark_measures_only_the_methods_asked_for_and_always_the_default(monkeypatch, tmp_path):
+    import methods
+    measured = []
+
+    def measure(flags, folder, args, known):
+        measured.append(folder.name)
+        return {"val_accuracy": 0.994, "train_seconds": 100.0}
+    monkeypatch.setattr(methods, "measure", measure)
+    monkeypatch.setattr(methods, "row_of", lambda name, flags, all_ten, split: {
+        "method": name, "val_accuracy": 0.994, "train_seconds": 100.0, "leave_classes_out": 0.99,
+        "leave_classes_out_ci95": [0.985, 0.995], "failed_floors": []})
+    assert methods.main(["--out-dir", str(tmp_path), "--only", "2"]) == 0
+    assert measured == ["method0", "method2"]
+    written = json.loads((tmp_path / "methods.json").read_text())
+    assert [m["method"] for m in written["methods"]] == [methods.METHODS[0][0], methods.METHODS[2][0]]
+    for wrong in ("9", "x", ""):
+        with pytest.raises(SystemExit):
+            methods.build_parser().parse_args(["--only", wrong])

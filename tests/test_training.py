@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from osr_core.models import ModelConfig, OSRNet, eucos_distance
 from osr_core.fitting import fit_class_gaussians, recalibrate_batch_norm, weibull_tails
 from osr_core.acceptance import thick_pen, thin_pen
-from osr_core.training import joint_loss, out_of_focus, pen_and_focus
+from osr_core.training import compactness_loss, joint_loss, out_of_focus, pen_and_focus
 
 CONFIG = ModelConfig(num_classes=3, width=4, latent_dim=6, feature_code_dim=3)
 
@@ -132,3 +132,22 @@ def test_another_pen_changes_the_share_asked_for_each_way_by_its_amount_and_noth
         used.update(fits)
     assert used == {0, 1, 2}
     assert out.min() >= 0 and out.max() <= 1 + 1e-6
+
+
+def test_the_compactness_loss_is_the_within_class_share_of_the_variance_whatever_the_scale():
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.integers(0, 4, 300))
+    f = torch.from_numpy(rng.normal(size=(300, 16)).astype(np.float32)) + 3 * torch.eye(16)[y * 3]
+    # Against numpy: trace of the within-class scatter over trace of the total scatter.
+    x, labels = f.double().numpy(), y.numpy()
+    within = sum(((x[labels == c] - x[labels == c].mean(0)) ** 2).sum() for c in np.unique(labels))
+    np.testing.assert_allclose(compactness_loss(f, y).item(), within / ((x - x.mean(0)) ** 2).sum(), rtol=1e-5)
+    # Shrinking or growing every feature cannot lower it; classes that are single points give 0; labels that say
+    # nothing about the features give about 1.
+    np.testing.assert_allclose(compactness_loss(5 * f, y).item(), compactness_loss(f, y).item(), rtol=1e-5)
+    assert compactness_loss(torch.eye(16)[y * 3] * 2.0, y).item() < 1e-6
+    assert 0.95 < compactness_loss(f, torch.from_numpy(rng.integers(0, 4, 300))).item() <= 1.0
+    # It trains: its gradient draws a class together.
+    g = f.clone().requires_grad_(True)
+    compactness_loss(g, y).backward()
+    assert compactness_loss(f - 0.1 * g.grad, y).item() < compactness_loss(f, y).item()

@@ -29,15 +29,14 @@ from scipy.stats import spearmanr  # noqa: E402
 import train  # noqa: E402
 from osr_core import cli, data, gates, metrics  # noqa: E402
 from osr_core.io import save_checkpoint, write_json  # noqa: E402
-from osr_core.leave_out import CHEAP, FULL, FoldScheme, leave_classes_out  # noqa: E402
+from osr_core.leave_out import CHEAP, DESIGN_PARTITIONS, FULL, FoldScheme, leave_classes_out  # noqa: E402
 from osr_core.models import model_from_checkpoint  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
-from osr_core.selection import NEAR, FoldJudge, choose_near  # noqa: E402
+from osr_core.judge import FoldJudge  # noqa: E402
+from osr_core.selection import near_part  # noqa: E402
 from osr_core.recipe import reusable_checkpoint  # noqa: E402
 from osr_core.training import fit  # noqa: E402
 
-# 6 known digits each; their unknowns together hold out every digit at least once. None is a protocol split.
-DESIGN_PARTITIONS = ([0, 1, 2, 3, 4, 5], [1, 3, 5, 6, 7, 9], [0, 2, 4, 6, 7, 8])
 SCHEMES = {"two classes out, 2 epochs x 10,000 images (last round)": CHEAP,
            "two classes out, own budget": FoldScheme(size=2),
            "one class out, 2 epochs, all images": FoldScheme(size=1, epochs=2),
@@ -59,8 +58,7 @@ def judged(folds, seed: int) -> tuple[dict[str, float], str]:
     """The folds' AUROC of every candidate near part, and the one the rule's step 1 chooses from them."""
     judge = FoldJudge(folds, seed)
     names = gates.candidate_scores(folds[0].known.components)
-    table = {n: {NEAR: float(np.mean(judge.per_fold(n, ())))} for n in names}
-    return {n: r[NEAR] for n, r in table.items()}, choose_near(judge, names, table)
+    return {n: float(np.mean(judge.per_fold(n, ()))) for n in names}, near_part(judge, folds[0].known.components)
 
 
 def build_parser() -> argparse.ArgumentParser:

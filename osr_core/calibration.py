@@ -58,9 +58,7 @@ class Calibration:
         missing = set(np.unique(pred).tolist()) - {c.cls for c in self.classes}
         if missing:
             raise UserError(f"thresholds file has no row for predicted class(es) {sorted(missing)}")
-        table = np.full(10, np.nan)
-        table[[c.cls for c in self.classes]] = [c.threshold for c in self.classes]
-        return table[np.asarray(pred, dtype=np.int64)]
+        return threshold_table(self.classes)[np.asarray(pred, dtype=np.int64)]
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -79,6 +77,13 @@ def threshold_of(values: np.ndarray, rule: str, param: float | None, target: flo
     if rule == "mean-factor":
         return float(param * values.mean())
     raise ValueError(rule)
+
+
+def threshold_table(rows: list[ClassStats]) -> np.ndarray:
+    """(10,) each class's threshold, NaN for a class without a row: index it with the predicted classes."""
+    table = np.full(10, np.nan)
+    table[[c.cls for c in rows]] = [c.threshold for c in rows]
+    return table
 
 
 def calibrate(scores: np.ndarray, pred: np.ndarray, classes: list[int], rule: str, param: float | None,

@@ -26,7 +26,8 @@ import numpy as np
 from . import cli, data, gates
 from .io import atomic_write_bytes
 from .leave_out import FULL, FoldScheme, leave_classes_out
-from .selection import NEAR, FoldJudge, ShippedJudge, choose_near, gate_plans
+from .judge import FoldJudge, ShippedJudge
+from .selection import gate_plans, near_part
 from .recipe import Recipe
 
 log = logging.getLogger("osr")
@@ -50,8 +51,7 @@ def compute(folds, seed: int, scheme: FoldScheme, recipe: Recipe) -> dict:
     judge = FoldJudge(folds, seed, scheme.to_json())
     components = folds[0].known.components
     nears = gates.candidate_scores(components)
-    table = {n: {NEAR: float(np.mean(judge.per_fold(n, ())))} for n in nears}
-    near = choose_near(judge, nears, table)
+    near = near_part(judge, components)
     asked = [(n, ()) for n in nears] + [(near, plan) for plan in gate_plans(near, components) if plan]
     rounded = lambda values: [round(float(v), DIGITS) for v in values]
     candidates = {gates.gates_name(n, plan): {"per_fold": rounded(judge.per_fold(n, plan)),

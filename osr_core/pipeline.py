@@ -16,7 +16,8 @@ from .io import load_checkpoint, sha256_file
 from .leave_out import DEFAULT, FoldScheme, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
 from .scores import Scored, score_images
-from .selection import Evidence, FoldJudge, Selection, select_decision
+from .judge import FoldJudge
+from .selection import Evidence, Selection, select_decision
 from .recipe import recorded_recipe
 
 

@@ -36,15 +36,13 @@ from itertools import combinations, product
 import numpy as np
 
 from . import gates, metrics
-from .calibration import calibrate
-from .leave_out import Fold
+from .calibration import calibrate, threshold_table
+from .judge import BOOTSTRAP, CONFIDENCE, Judge, decide
 from .scores import Scored
 
 FAR_AUROC_FLOOR = 0.995
 FAR_DETECTION_FLOOR = 0.99
 ACCEPTANCE_FLOOR = 0.97
-BOOTSTRAP = 200
-CONFIDENCE = 0.95
 # A difference in leave-classes-out AUROC this small is no difference: the paired bootstrap resolves gaps of a few
 # ten-thousandths between near-identical decisions, far below what folds can tell about unseen classes.
 NEAR_TOLERANCE = 0.001
@@ -116,26 +114,17 @@ class _Normalised:
         self.acceptance = table(evidence.acceptance, knots)
 
 
-def _decide(z: dict[str, np.ndarray], near: str, plan) -> np.ndarray:
-    values = z[near]
-    for gate, offset in plan:
-        values = np.maximum(values, z[gate] - offset)
-    return values
-
-
 def _figures(evidence: Evidence, z: _Normalised, near: str, plan, classes: list[int], target: float) -> dict:
     """One candidate's figures: per far family AUROC and share rejected at the thresholds, the acceptance family's
     share accepted, and the leave-classes-out AUROC per fold and their mean."""
-    known = _decide(z.known, near, plan)
-    rows = calibrate(known, evidence.known.pred, classes, "quantile", None, target)
-    table = np.full(10, np.nan)
-    table[[r.cls for r in rows]] = [r.threshold for r in rows]
+    known = decide(z.known, near, plan)
+    table = threshold_table(calibrate(known, evidence.known.pred, classes, "quantile", None, target))
     row: dict = {}
     for family, scored in evidence.far.items():
-        values = _decide(z.far[family], near, plan)
+        values = decide(z.far[family], near, plan)
         row[family] = {"auroc": metrics.auroc(known, values),
                        "detected": float((values > table[scored.pred]).mean())}
-    accepted = _decide(z.acceptance, near, plan) <= table[evidence.acceptance.pred]
+    accepted = decide(z.acceptance, near, plan) <= table[evidence.acceptance.pred]
     row[ACCEPTANCE] = float(accepted.mean())
     row["far_min"] = min(row[f]["auroc"] for f in evidence.far)
     row["far_mean"] = float(np.mean([row[f]["auroc"] for f in evidence.far]))
@@ -148,74 +137,6 @@ def _figures(evidence: Evidence, z: _Normalised, near: str, plan, classes: list[
         row["per_fold"] = evidence.judge.per_fold(near, plan)
         row[NEAR] = float(np.mean(row["per_fold"]))
     return row
-
-
-class Judge:
-    """The near-digit judge: each candidate's leave-classes-out AUROC per fold, and the mean over the folds in
-    BOOTSTRAP paired resamples (each draws the folds with replacement, then each fold's knowns and unknowns apart,
-    with replacement; every candidate is measured on the same resamples)."""
-
-    def per_fold(self, near: str, plan) -> list[float]:
-        raise NotImplementedError
-
-    def resampled(self, near: str, plan) -> np.ndarray:
-        raise NotImplementedError
-
-    def describe(self) -> dict:
-        raise NotImplementedError
-
-
-class FoldJudge(Judge):
-    """The judge of leave-classes-out folds trained now (leave_out.py), each fold model normalised by its own
-    validation digits."""
-
-    def __init__(self, folds: list[Fold], seed: int, scheme: dict | None = None):
-        components = folds[0].known.components
-        parts = gates.with_components(gates.candidate_scores(components) + [g for g in gates.GATES if g in components])
-        rng = np.random.default_rng(seed)
-        n = len(folds)
-        self.folds_json = [f.to_json() for f in folds]
-        self.scheme = scheme
-        self.tables = []
-        for fold in folds:
-            own = gates.fit_normalisation(fold.known, parts)
-            self.tables.append(({p: gates.normalised_part(fold.known, p, own) for p in parts},
-                                {p: gates.normalised_part(fold.unknown, p, own) for p in parts}))
-        self.fold_weights = metrics.resample_counts(rng, n, BOOTSTRAP) / n            # (B, F): each fold's share
-        self.counts = [(metrics.resample_counts(rng, len(f.known), BOOTSTRAP),
-                        metrics.resample_counts(rng, len(f.unknown), BOOTSTRAP)) for f in folds]
-
-    def per_fold(self, near: str, plan) -> list[float]:
-        return [metrics.auroc(_decide(k, near, plan), _decide(u, near, plan)) for k, u in self.tables]
-
-    def resampled(self, near: str, plan) -> np.ndarray:
-        per_fold = np.stack([metrics.resampled_aurocs(_decide(k, near, plan), _decide(u, near, plan), kc, uc)
-                             for (k, u), (kc, uc) in zip(self.tables, self.counts)], axis=1)  # (B, F)
-        return (per_fold * self.fold_weights).sum(1)
-
-    def describe(self) -> dict:
-        return {"source": "folds trained for this checkpoint's recipe", "scheme": self.scheme, "folds": self.folds_json}
-
-
-class ShippedJudge(Judge):
-    """A judgement computed once for a recipe and shipped with the code (judgement.py): the same figures, looked
-    up by the candidate's name."""
-
-    def __init__(self, judgement: dict, where: str):
-        self.judgement, self.where = judgement, where
-
-    def _row(self, near: str, plan) -> dict:
-        return self.judgement["candidates"][gates.gates_name(near, plan)]
-
-    def per_fold(self, near: str, plan) -> list[float]:
-        return list(self._row(near, plan)["per_fold"])
-
-    def resampled(self, near: str, plan) -> np.ndarray:
-        return np.asarray(self._row(near, plan)["resampled"], dtype=np.float64)
-
-    def describe(self) -> dict:
-        return {"source": f"shipped judgement {self.where}", "recipe_key": self.judgement["recipe_key"],
-                "scheme": self.judgement["scheme"], "folds": self.judgement["folds"]}
 
 
 def _equals(names: list[str], plans: dict, judge: Judge, table: dict, step: str, use_bootstrap: bool) -> list[str]:
@@ -241,6 +162,12 @@ def choose_near(judge: Judge, nears: list[str], table: dict) -> str:
     """Step 1: the near part, by the judge alone (table: each candidate's row, with its NEAR figure)."""
     equal = _equals(nears, {n: (n, ()) for n in nears}, judge, table, "near_step", use_bootstrap=False)
     return next(n for n in nears if n in equal)  # candidate_scores lists the simplest first
+
+
+def near_part(judge: Judge, components) -> str:
+    """Step 1 on a judge alone, for a model with these components: the near part the selection chooses."""
+    nears = gates.candidate_scores(components)
+    return choose_near(judge, nears, {n: {NEAR: float(np.mean(judge.per_fold(n, ())))} for n in nears})
 
 
 def select_decision(evidence: Evidence, classes: list[int], target: float = 0.99, seed: int = 0) -> Selection:
@@ -275,19 +202,6 @@ def select_decision(evidence: Evidence, classes: list[int], target: float = 0.99
     floors = floor_summary(table, nears, names, list(evidence.far))
     return Selection(chosen, near, table, list(evidence.far), floors, judge.describe() if judge else None,
                      RULE if judge else FALLBACK_RULE)
-
-
-def fold_aurocs(folds: list[Fold], names: list[str]) -> dict[str, list[float]]:
-    """Each near part's leave-classes-out AUROC in each fold, every fold model normalised by its own validation
-    digits (as the selection measures it)."""
-    parts = gates.with_components(names)
-    result: dict[str, list[float]] = {n: [] for n in names}
-    for fold in folds:
-        knots = gates.fit_normalisation(fold.known, parts)
-        for n in names:
-            result[n].append(metrics.auroc(gates.normalised_part(fold.known, n, knots),
-                                           gates.normalised_part(fold.unknown, n, knots)))
-    return result
 
 
 def floor_summary(table: dict, nears: list[str], configs: list[str], families: list[str]) -> dict:

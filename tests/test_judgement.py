@@ -11,14 +11,16 @@ import torch
 from osr_core import data, gates, judgement
 from osr_core.leave_out import FULL
 from osr_core.scores import COMPONENTS
-from osr_core.selection import BOOTSTRAP, NEAR, ShippedJudge, choose_near, gate_plans
+from osr_core.judge import BOOTSTRAP, ShippedJudge
+from osr_core.selection import NEAR, choose_near, gate_plans
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def test_the_design_partitions_share_no_partition_with_the_protocol_splits_and_hold_out_every_digit():
-    import folds as design
+    from osr_core import leave_out as design
     splits = {frozenset(s) for s in data.UNSEEN_DIGIT_SPLITS}
     for known in design.DESIGN_PARTITIONS:
         assert len(known) == 6 and frozenset(known) not in splits
@@ -97,39 +99,50 @@ def test_a_shipped_judgement_is_complete_and_gives_back_its_own_near_part(path):
     assert held_out == sorted(shipped["recipe_key"]["known_classes"]) and shipped["scheme"] == FULL.to_json()
 
 
-def test_the_recipe_rules_keep_the_default_inside_its_interval_and_name_a_preset_only_beyond_the_budget():
+def test_the_recipe_rules_read_the_full_judges_paired_interval_and_name_a_preset_only_beyond_the_budget():
     import methods
 
-    def row(near, seconds, accuracy=0.994, floors=()):
-        return {"val_accuracy": accuracy, "train_seconds": seconds, "leave_classes_out": near,
-                "leave_classes_out_ci95": [near - 0.004, near + 0.004], "failed_floors": list(floors)}
-    default = row(0.990, 100)
-    # Better than the default's interval but over the budget: a preset, never the default.
-    assert methods.choose([default, row(0.996, 200)]) == 0 and methods.choose_preset([default, row(0.996, 200)]) == 1
-    # Inside the budget and above the interval: the new default, and no preset.
-    assert methods.choose([default, row(0.996, 110)]) == 1 and methods.choose_preset([default, row(0.996, 110)]) is None
-    # Inside the default's interval, below the accuracy slack, or under a floor: neither.
-    for other in (row(0.993, 200), row(0.999, 200, accuracy=0.990), row(0.999, 200, floors=["noise"])):
+    def row(better, ratio, accuracy=0.994, floors=(), difference=0.003):
+        full = None if better is None else {"vs_default": {"better": better, "difference": difference}}
+        return {"screen": {"val_accuracy": {"mean": accuracy}}, "time_ratio": ratio, "failed_floors": list(floors),
+                "full": full}
+    default = row(False, 1.0, difference=0.0)
+    # Better on the full judge but over the budget: a preset, never the default.
+    assert methods.choose([default, row(True, 2.0)]) == 0 and methods.choose_preset([default, row(True, 2.0)]) == 1
+    # Inside the budget and better: the new default, and no preset.
+    assert methods.choose([default, row(True, 1.1)]) == 1 and methods.choose_preset([default, row(True, 1.1)]) is None
+    # Not better, better on the screen alone (never confirmed), below the accuracy slack, or under a floor: neither.
+    for other in (row(False, 1.1), row(None, 1.1), row(True, 1.1, accuracy=0.990), row(True, 2.0, floors=["far"])):
         assert methods.choose([default, other]) == 0 and methods.choose_preset([default, other]) is None
-    # Of two presets, the one the judge ranks higher.
-    assert methods.choose_preset([default, row(0.996, 200), row(0.998, 300)]) == 2
+    # Of two presets, the larger paired difference.
+    assert methods.choose_preset([default, row(True, 2.0, difference=0.002), row(True, 3.0, difference=0.004)]) == 2
 
 
-def test_the_recipe_benchmark_measures_only_the_methods_asked_for_and_always_the_default(monkeypatch, tmp_path):
+def test_the_recipe_benchmark_screens_only_the_methods_asked_for_pairs_each_with_the_default_and_measures_the_resolution(
+        monkeypatch, tmp_path, data_dir):
     import methods
-    measured = []
+    from osr_core.judge import FoldJudge
+    from test_judge import _folds
+    screened = []
 
-    def measure(flags, folder, args, known):
-        measured.append(folder.name)
-        return {"val_accuracy": 0.994, "train_seconds": 100.0}
-    monkeypatch.setattr(methods, "measure", measure)
-    monkeypatch.setattr(methods, "row_of", lambda name, flags, all_ten, split: {
-        "method": name, "val_accuracy": 0.994, "train_seconds": 100.0, "leave_classes_out": 0.99,
-        "leave_classes_out_ci95": [0.985, 0.995], "failed_floors": []})
-    assert methods.main(["--out-dir", str(tmp_path), "--only", "2"]) == 0
-    assert measured == ["method0", "method2"]
+    def judged(recipe, folder, groups, seeds, args, images, labels):
+        screened.append((folder.parent.name, list(seeds)))
+        better = range(3) if recipe.epochs == 10 else ()  # method 6 (--epochs 10) is better in every fold
+        folds = _folds(n_folds=3, seeds=seeds, better_in=better, moved=5)
+        one = {"mean": 0.99, "sd": 0.001, "min": 0.98, "max": 0.995, "per_seed": [0.99] * len(seeds)}
+        return {"folds": folds, "judge": FoldJudge(folds), "near": "energy", "seeds": list(seeds), "val_accuracy": one,
+                "auroc": one, "operating_point": {"held_out_named_a_digit": one, "acceptance": one,
+                                                  "far_rejected": one},
+                "seconds_per_model": 20.0 if recipe.epochs == 10 else 10.0}
+    monkeypatch.setattr(methods, "judged", judged)
+    assert methods.main(["--out-dir", str(tmp_path), "--only", "6", "--seeds", "2", "--data-dir", data_dir]) == 0
+    assert screened == [("method0", [0, 1, 2, 3]), ("method6", [0, 1])]
     written = json.loads((tmp_path / "methods.json").read_text())
-    assert [m["method"] for m in written["methods"]] == [methods.METHODS[0][0], methods.METHODS[2][0]]
+    assert [m["method"] for m in written["methods"]] == [methods.METHODS[0][0], methods.METHODS[6][0]]
+    default, longer = written["methods"]
+    assert default["screen"]["vs_default"]["ci95"] == [0.0, 0.0] and longer["screen"]["vs_default"]["better"]
+    assert written["screen"]["resolution"]["seeds"] == [[0, 1], [2, 3]] and longer["time_ratio"] == 2.0
+    assert written["chosen"] == methods.METHODS[0][0]  # better on the screen alone changes nothing
     for wrong in ("9", "x", ""):
         with pytest.raises(SystemExit):
             methods.build_parser().parse_args(["--only", wrong])

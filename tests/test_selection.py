@@ -2,6 +2,7 @@
 within the bootstrap noise going to the simpler), then the gates beside it under far and acceptance floors (equals
 going to the gates that fire soonest); stage 2 never reads a reported set. Inside a protocol split, the folds hold
 out only that split's known classes."""
+import itertools
 import json
 
 import numpy as np
@@ -15,7 +16,8 @@ from osr_core import data, selection
 from osr_core.io import load_checkpoint
 from osr_core.leave_out import Fold, FoldScheme, fold_recipe, folds
 from osr_core.scores import Scored
-from osr_core.selection import ACCEPTANCE, NEAR, Evidence, FoldJudge, select_decision
+from osr_core.judge import FoldJudge
+from osr_core.selection import ACCEPTANCE, NEAR, Evidence, select_decision
 from osr_core.recipe import Recipe
 
 CLASSES = [0, 1]
@@ -31,8 +33,11 @@ def _scored(rng, n, pixel, energy, mahalanobis):
 KNOWN = dict(pixel=-4.0, energy=-8.0, mahalanobis=3.0)
 
 
+HELD_OUT = itertools.count()  # each fold its own held-out class: folds that share one are one fold's seeds
+
+
 def _fold(rng, n=600, **unknown_centres) -> Fold:
-    return Fold([0, 1], Recipe(), _scored(rng, n, **KNOWN), _scored(rng, n // 4, **{**KNOWN, **unknown_centres}), 0.99)
+    return Fold([next(HELD_OUT)], Recipe(), _scored(rng, n, **KNOWN), _scored(rng, n // 4, **{**KNOWN, **unknown_centres}), 0.99)
 
 
 def _evidence(rng, folds, far=None, users=None) -> Evidence:
@@ -91,7 +96,7 @@ def test_the_near_part_is_the_best_of_the_folds_and_a_simpler_one_only_within_th
     assert s.table["mahalanobis"]["near_step"]["leader_better_share"] < selection.CONFIDENCE  # within the noise
     assert not s.table["mahalanobis"]["near_step"]["within_noise"] and s.near == leader
     # Within the tolerance a simpler part is as good, and wins.
-    same = [Fold([0, 1], Recipe(), f.known, f.unknown, 0.99) for f in close]
+    same = [Fold(f.held_out, Recipe(), f.known, f.unknown, 0.99) for f in close]
     for f in same:  # energy carries nothing: the fusion is Mahalanobis with noise added
         for scored in (f.known, f.unknown):
             scored.components["energy"] = rng.normal(-8.0, 1.0, len(scored))

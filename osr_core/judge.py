@@ -45,9 +45,10 @@ class Resamples:
     unknown: list[np.ndarray]
 
     @classmethod
-    def draw(cls, sizes: list[tuple[int, int]], seed: int, draws: int = BOOTSTRAP) -> "Resamples":
+    def draw(cls, sizes: list[tuple[int, int]], seed: int, draws: int | None = None) -> "Resamples":
         """Resamples of folds with (n_known, n_unknown) digits each: the same `sizes` and `seed` draw the same."""
         rng = np.random.default_rng(seed)
+        draws = draws or BOOTSTRAP
         weights = metrics.resample_counts(rng, len(sizes), draws) / len(sizes)
         counts = [(metrics.resample_counts(rng, k, draws), metrics.resample_counts(rng, u, draws)) for k, u in sizes]
         return cls(weights, [k for k, _ in counts], [u for _, u in counts])

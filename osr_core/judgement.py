@@ -15,6 +15,7 @@ selection.py reads of a judge. `python -m osr_core.judgement --check` computes t
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -25,10 +26,11 @@ import numpy as np
 
 from . import cli, data, gates
 from .io import atomic_write_bytes
-from .leave_out import FULL, FoldScheme, leave_classes_out
+from .leave_out import FULL, Fold, FoldScheme, leave_classes_out
 from .judge import FoldJudge, ShippedJudge
 from .selection import gate_plans, near_part
 from .recipe import Recipe
+from .scores import Scored
 
 log = logging.getLogger("osr")
 JUDGEMENTS = Path(__file__).parent / "judgements"
@@ -45,19 +47,47 @@ def path_for(recipe: Recipe) -> Path:
     return JUDGEMENTS / f"{digest}.json"
 
 
-def compute(folds, seed: int, scheme: FoldScheme, recipe: Recipe) -> dict:
-    """The judgement of a recipe's folds: step 1's near part, and the figures of every candidate the selection may
-    ask a judge about."""
-    judge = FoldJudge(folds, seed, scheme.to_json())
+def figures(folds, seed: int) -> tuple[str, dict]:
+    """Step 1's near part on the folds, and the figures of every candidate the selection may ask a judge about."""
+    judge = FoldJudge(folds, seed)
     components = folds[0].known.components
     nears = gates.candidate_scores(components)
     near = near_part(judge, components)
     asked = [(n, ()) for n in nears] + [(near, plan) for plan in gate_plans(near, components) if plan]
     rounded = lambda values: [round(float(v), DIGITS) for v in values]
-    candidates = {gates.gates_name(n, plan): {"per_fold": rounded(judge.per_fold(n, plan)),
-                                             "resampled": rounded(judge.resampled(n, plan))} for n, plan in asked}
-    return {"recipe_key": recipe_key(recipe), "scheme": scheme.to_json(), "seed": seed, "near": near,
-            "folds": judge.folds_json, "candidates": candidates}
+    return near, {gates.gates_name(n, plan): {"per_fold": rounded(judge.per_fold(n, plan)),
+                                              "resampled": rounded(judge.resampled(n, plan))} for n, plan in asked}
+
+
+def compute(folds, seed: int, scheme: FoldScheme, recipe: Recipe) -> dict:
+    """The judgement of a recipe's folds, stamped with the fingerprint of the code that computed it."""
+    near, candidates = figures(folds, seed)
+    return {"recipe_key": recipe_key(recipe), "scheme": scheme.to_json(), "seed": seed, "code": code_fingerprint(),
+            "near": near, "folds": [f.to_json() for f in folds], "candidates": candidates}
+
+
+def synthetic_folds() -> list[Fold]:
+    """Three folds of made-up scores for every component of the cnn: skewed, heavy-tailed, with ties (a softmax of
+    exactly 1) and unknowns beyond every known, so that each part of the judge's arithmetic is exercised."""
+    rng = np.random.default_rng(0)
+
+    def scored(n: int, shift: float) -> Scored:
+        softmax = -np.minimum(1.0, rng.uniform(0.9, 1.1, n) - shift / 10)  # a third of them exactly -1
+        return Scored(pred=np.arange(n) % 9, components={
+            "max_softmax": softmax, "entropy": rng.gamma(0.5 + shift, 0.2, n), "energy": rng.normal(-12 + 3 * shift, 2, n),
+            "max_logit": rng.normal(-10 + 2 * shift, 1.5, n), "pixel_recon": rng.lognormal(-4 + shift, 0.4, n),
+            "feature_recon": rng.lognormal(-2 + shift / 2, 0.6, n), "mahalanobis": rng.lognormal(4.5 + shift, 0.3, n)})
+    return [Fold([c], Recipe(), scored(400, 0.0), scored(60 + 20 * c, 0.3 + 0.4 * c), 0.99) for c in range(3)]
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """What the judge's code computes, hashed: the figures of synthetic_folds(). Any change to the knots, the tails,
+    the log scaling, the fusions, the gates and their offsets, the AUROC or the resampling changes it, while a change
+    that computes the same (a refactoring) does not. A shipped judgement is used only under the fingerprint it was
+    computed with."""
+    near, candidates = figures(synthetic_folds(), seed=0)
+    return hashlib.sha256(json.dumps([near, candidates], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def shipped(recipe: Recipe, scheme: FoldScheme) -> ShippedJudge | None:
@@ -67,6 +97,10 @@ def shipped(recipe: Recipe, scheme: FoldScheme) -> ShippedJudge | None:
         return None
     judgement = json.loads(path.read_text())
     if judgement["recipe_key"] != recipe_key(recipe) or judgement["scheme"] != scheme.to_json():
+        return None
+    if judgement.get("code") != code_fingerprint():
+        log.warning("the shipped judgement %s was computed by judge code that computes otherwise than this code: it is "
+                    "not used (make judge computes it again)", path.name)
         return None
     return ShippedJudge(judgement, f"osr_core/judgements/{path.name}")
 
@@ -107,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
                                   args.seed, args.batch_size)
         judgement = compute(folds, args.seed, FULL, recipe)
         if args.check:
-            same = path.is_file() and json.loads(path.read_text()) == judgement
+            verdict = lambda j: [j.get(k) for k in ("near", "candidates", "code")]  # the figures, not how folds are listed
+            same = path.is_file() and verdict(json.loads(path.read_text())) == verdict(judgement)
             differ += not same
             print(f"{name}: {'the same as' if same else 'DIFFERENT from'} {path}; near part {judgement['near']}")
         else:

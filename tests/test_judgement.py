@@ -1,14 +1,19 @@
 """The near-digit judge: the design partitions it is measured on are no protocol split, a judgement is keyed by its
 recipe and stands in for the folds, and every shipped judgement is of a recipe the code trains, complete, and gives
 back its own near part under the selection's rule."""
+import functools
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.stats import norm
 
 from osr_core import data, gates, judgement
+from osr_core.io import load_checkpoint
+from osr_core.recipe import recorded_recipe
 from osr_core.leave_out import FULL
 from osr_core.scores import COMPONENTS
 from osr_core.judge import BOOTSTRAP, ShippedJudge
@@ -43,7 +48,7 @@ def test_stage_2_uses_a_shipped_judgement_of_its_recipe_and_trains_no_fold(train
     """A judgement of the suite's tiny recipe, computed from its own folds (trained by the session fixture), stands in
     for the folds: stage 2 trains none and records which judge spoke."""
     import compute_class_reconstruction_errors
-    from conftest import FOLD_FLAGS
+    from conftest import FOLD_FLAGS, forbid_reported_sets
     from osr_core import leave_out, pipeline
     from osr_core.io import load_checkpoint
     from osr_core.recipe import recorded_recipe
@@ -62,15 +67,59 @@ def test_stage_2_uses_a_shipped_judgement_of_its_recipe_and_trains_no_fold(train
     def no_folds(*args, **kwargs):
         raise AssertionError("stage 2 trained folds although a judgement of its recipe is shipped")
     monkeypatch.setattr(pipeline, "leave_classes_out", no_folds)
+    read = forbid_reported_sets(monkeypatch)  # the shipped judge's path, under the leak guard too
     out = tmp_path / "thresholds.txt"
     assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
                                                      data_dir, "--out", str(out), "--device", "cpu", "--quiet",
                                                      *FOLD_FLAGS]) == 0
+    assert read == []
     selection = json.loads((tmp_path / "calibration.json").read_text())["selection"]
     assert selection["judge"]["source"].startswith("shipped judgement") and len(selection["folds"]) == len(folds)
     # The same choice as the folds themselves give: the judgement holds everything the selection reads of a judge.
     trained = json.loads((trained_run["root"] / "calibration.json").read_text())["selection"]
     assert selection["chosen"] == trained["chosen"] and selection["near"] == trained["near"]
+
+
+@pytest.mark.parametrize("change", ["a knot", "an offset", "the resamples"])
+def test_a_change_to_what_the_judge_computes_retires_the_shipped_judgements_and_stage_2_follows(
+        change, trained_run, data_dir, tmp_path, monkeypatch):
+    """A shipped judgement is used only under the fingerprint of the code that computed it: change a knot of the
+    normalisation, an offset of the gates or the bootstrap's draws, and no shipped judgement is used any more; stage 2
+    trains (here: reuses) its folds and chooses among the new offsets."""
+    import compute_class_reconstruction_errors
+    from conftest import FOLD_FLAGS
+    from osr_core import judge
+    recipes = judgement.judged_recipes(torch.device("cpu"))
+    assert judgement.shipped(recipes["default"], FULL) is not None
+    before = judgement.code_fingerprint()
+    if change == "a knot":
+        monkeypatch.setattr(gates, "Z_KNOTS", np.linspace(-3.0, 3.0, 13))
+        monkeypatch.setattr(gates, "P_KNOTS", norm.cdf(np.linspace(-3.0, 3.0, 13)))
+    elif change == "an offset":
+        monkeypatch.setattr(gates, "OFFSETS", (0.0, 0.25, 0.75))
+    else:
+        monkeypatch.setattr(judge, "BOOTSTRAP", 150)
+    monkeypatch.setattr(judgement, "code_fingerprint", functools.cache(judgement.code_fingerprint.__wrapped__))
+    assert judgement.code_fingerprint() != before
+    assert all(judgement.shipped(r, FULL) is None for r in recipes.values())
+    # The suite's own recipe, with a judgement computed by the code as it was: stage 2 does not read it.
+    recipe = recorded_recipe(load_checkpoint(trained_run["checkpoint"]))
+    shipped = tmp_path / "judgements"
+    shipped.mkdir()
+    old = json.loads(next(judgement.JUDGEMENTS.glob("*.json")).read_text())
+    (shipped / judgement.path_for(recipe).name).write_text(json.dumps({**old, "recipe_key": judgement.recipe_key(recipe),
+                                                                      "code": before}))
+    monkeypatch.setattr(judgement, "JUDGEMENTS", shipped)
+    out = tmp_path / "thresholds.txt"
+    assert compute_class_reconstruction_errors.main(["--checkpoint", str(trained_run["checkpoint"]), "--data-dir",
+                                                     data_dir, "--out", str(out), "--device", "cpu", "--quiet",
+                                                     "--folds-dir", str(trained_run["root"] / "leave_out"),
+                                                     *FOLD_FLAGS]) == 0
+    chosen = json.loads((tmp_path / "calibration.json").read_text())["selection"]
+    assert chosen["judge"]["source"].startswith("folds trained")
+    assert all(o in gates.OFFSETS for _, o in gates.parse_gates(chosen["chosen"])[1:])
+    if change == "an offset":
+        assert {c for c in chosen["candidates"] if "-0.25" in c} and not {c for c in chosen["candidates"] if "-1.5" in c}
 
 
 SHIPPED = sorted(judgement.JUDGEMENTS.glob("*.json"))

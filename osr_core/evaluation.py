@@ -15,7 +15,7 @@ from .calibration import Calibration
 from .cli import return_freed_memory
 from .images import as_batch
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
-from .gates import candidate_scores, decision_score, normalisation_for
+from .gates import candidate_scores, decide, normalisation_for
 from .scores import Scored, score_images
 from .unknown_sets import UnknownSet
 
@@ -63,8 +63,8 @@ def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size:
 def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
     """AUROC of every candidate decision score (each component alone, each fusion), beside the decision margin."""
     names = candidate_scores(known.scored.components) if fusion_normalisation else list(known.scored.components)
-    rows = {name: metrics.auroc(decision_score(known.scored, name, fusion_normalisation or {}),
-                                decision_score(unknown.scored, name, fusion_normalisation or {})) for name in names}
+    rows = {name: metrics.auroc(decide(known.scored, name, fusion_normalisation or {})[0],
+                                decide(unknown.scored, name, fusion_normalisation or {})[0]) for name in names}
     rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
     return rows
 

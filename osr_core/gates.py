@@ -20,7 +20,7 @@ Each image's **reason** names the part that decided it (the largest, once its of
 """
 from __future__ import annotations
 
-from itertools import combinations, product
+from itertools import combinations
 
 import numpy as np
 from scipy.stats import norm
@@ -156,27 +156,6 @@ def candidate_scores(components) -> list[str]:
     return singles + [fusion_name(sub) for r in range(2, len(fusable) + 1) for sub in combinations(fusable, r)]
 
 
-def gated_candidates(components) -> list[str]:
-    """Every decision the selection weighs: each near score alone, then with one far gate, then with both, at
-    every offset; simplest first (fewer parts), and of as many parts the gates that fire soonest (smaller offsets)
-    first. A gate is never the near part itself."""
-    gates = [g for g in GATES if g in components]
-    plans = [()]
-    for r in range(1, len(gates) + 1):
-        for chosen in combinations(gates, r):
-            plans += [tuple(zip(chosen, offsets)) for offsets in product(OFFSETS, repeat=r)]
-    names = [gates_name(near, plan) for near in candidate_scores(components) for plan in plans
-             if all(g != near for g, _ in plan)]
-    return sorted(names, key=complexity)  # stable: candidate_scores' order among equals
-
-
-def complexity(score: str) -> tuple[int, int, float]:
-    """How a decision score ranks among equals, simplest first: components of its near part, then gates, then the
-    sum of the gates' offsets (of two alike, the one whose gates fire sooner)."""
-    parts = parse_gates(score)
-    return len(score_parts(parts[0][0])), len(parts) - 1, sum(o for _, o in parts)
-
-
 # ----------------------------------------------------------------------------------- rank normalisation
 def _scale(values: np.ndarray, name: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
@@ -247,14 +226,23 @@ def gate_values(scored: Scored, score: str, knots: dict) -> np.ndarray:
     return np.stack([normalised_part(scored, p, knots) - offset for p, offset in parts])
 
 
-def decision_score(scored: Scored, score: str, knots: dict) -> np.ndarray:
-    """The decision score of every image: the largest of its gate values."""
-    return gate_values(scored, score, knots).max(axis=0)
+def decide(scored: Scored, score: str, knots: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The decision: for every image, the largest of its gate values (gate_values) and which part that was (its index
+    in parse_gates(score)). Calibration, stage 2's selection, scoring and the reasons all read it from here."""
+    return largest(gate_values(scored, score, knots))
 
 
-def deciding_parts(scored: Scored, score: str, knots: dict) -> np.ndarray:
-    """(N,) which part of the score is the largest for each image (its index in parse_gates(score))."""
-    return gate_values(scored, score, knots).argmax(axis=0)
+def decide_normalised(z: dict[str, np.ndarray], near: str, plan) -> np.ndarray:
+    """The same decision from parts already rank-normalised (`z`: part -> values), for the selection and the judge,
+    which weigh many gate configurations (`plan`: [(gate, offset), ...]) over the same parts."""
+    return largest([z[near]] + [z[gate] - offset for gate, offset in plan])[0]
+
+
+def largest(values) -> tuple[np.ndarray, np.ndarray]:
+    """The largest of P arrays of N values (a part each, its offset taken off), and which part it was: the gates'
+    maximum, the one rule by which a decision is made."""
+    stacked = np.stack(list(values))
+    return stacked.max(axis=0), stacked.argmax(axis=0)
 
 
 def part_reasons(score: str) -> list[str]:

@@ -22,18 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import gates, metrics
+from .gates import decide_normalised
 from .leave_out import Fold
 
 BOOTSTRAP = 200
 CONFIDENCE = 0.95
-
-
-def decide(z: dict[str, np.ndarray], near: str, plan) -> np.ndarray:
-    """The decision of rank-normalised parts `z`: the near part, or the largest of it and each gate less its offset."""
-    values = z[near]
-    for gate, offset in plan:
-        values = np.maximum(values, z[gate] - offset)
-    return values
 
 
 @dataclass
@@ -96,14 +89,14 @@ class FoldJudge(Judge):
 
     def per_fold_and_seed(self, near: str, plan) -> list[list[float]]:
         """Each fold's AUROC for each of its seeds."""
-        return [[metrics.auroc(decide(k, near, plan), decide(u, near, plan)) for k, u in group] for group in self.tables]
+        return [[metrics.auroc(decide_normalised(k, near, plan), decide_normalised(u, near, plan)) for k, u in group] for group in self.tables]
 
     def per_fold(self, near: str, plan) -> list[float]:
         return [float(np.mean(seeds)) for seeds in self.per_fold_and_seed(near, plan)]
 
     def resampled(self, near: str, plan, resamples: Resamples | None = None) -> np.ndarray:
         r = resamples or self.resamples
-        per_fold = np.stack([np.mean([metrics.resampled_aurocs(decide(k, near, plan), decide(u, near, plan), kc, uc)
+        per_fold = np.stack([np.mean([metrics.resampled_aurocs(decide_normalised(k, near, plan), decide_normalised(u, near, plan), kc, uc)
                                       for k, u in group], axis=0)
                              for group, kc, uc in zip(self.tables, r.known, r.unknown)], axis=1)  # (B, F)
         return (per_fold * r.fold_weights).sum(1)

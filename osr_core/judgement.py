@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +107,12 @@ def shipped(recipe: Recipe, scheme: FoldScheme) -> ShippedJudge | None:
 
 
 def judged_recipes(device) -> dict[str, Recipe]:
-    """The recipes `make judge` judges: train.py's default, and each protocol split's (as evaluate_osr.py trains it)."""
-    import train  # the stage script is where the recipe's command-line defaults live
-
-    recipe = lambda *flags: train.recipe_of(train.build_parser().parse_args(list(flags)), device)
-    recipes = {"default": recipe()}
+    """The recipes `make judge` judges: train.py's default (Recipe's own defaults, with the precision train.py resolves
+    on this device), and each protocol split's (the same on the split's known classes, as evaluate_osr.py trains it)."""
+    default = Recipe(precision=cli.resolve_precision("auto", device))
+    recipes = {"default": default}
     for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
-        recipes[f"split{i}"] = recipe("--known-classes", ",".join(map(str, known)))
+        recipes[f"split{i}"] = replace(default, known_classes=tuple(known))
     return recipes
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import acceptance, data, judgement, outliers
+from . import acceptance, data, gates, judgement, outliers
 from .cli import UserError
 from .calibration import CALIBRATION_JSON, Calibration, calibrate, read_thresholds
-from .gates import AUTO, gate_values, normalisation_for, part_reasons, score_parts
+from .gates import AUTO, normalisation_for, part_reasons, score_parts
 from .io import load_checkpoint, sha256_file
 from .leave_out import DEFAULT, FoldScheme, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
@@ -113,9 +113,8 @@ def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size:
 
 def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
     """The decision of a calibration on images already scored (any calibration of the same model)."""
-    values = gate_values(scored, cal.score, cal.normalisation)
-    return Decisions(scored, values.max(axis=0), cal.thresholds_for(scored.pred), values.argmax(axis=0),
-                     part_reasons(cal.score))
+    score, deciding = gates.decide(scored, cal.score, cal.normalisation)
+    return Decisions(scored, score, cal.thresholds_for(scored.pred), deciding, part_reasons(cal.score))
 
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,
@@ -172,7 +171,7 @@ def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str
     if missing:
         raise UserError(f"score {score!r} needs a model that has {', '.join(missing)} (openmax: train with --arch dhrnet)")
     cal = Calibration(trained.sha256, score, rule, param, target, normalisation_for(validation, [score]))
-    scores = gate_values(validation, score, cal.normalisation).max(axis=0)
+    scores, _ = gates.decide(validation, score, cal.normalisation)
     cal.classes = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)
     cal.validation_acceptance = float((scores <= cal.thresholds_for(validation.pred)).mean())
     return cal

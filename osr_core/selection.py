@@ -37,7 +37,8 @@ import numpy as np
 
 from . import gates, metrics
 from .calibration import calibrate, threshold_table
-from .judge import BOOTSTRAP, CONFIDENCE, Judge, decide
+from .gates import decide_normalised
+from .judge import BOOTSTRAP, CONFIDENCE, Judge
 from .scores import Scored
 
 FAR_AUROC_FLOOR = 0.995
@@ -117,14 +118,14 @@ class _Normalised:
 def _figures(evidence: Evidence, z: _Normalised, near: str, plan, classes: list[int], target: float) -> dict:
     """One candidate's figures: per far family AUROC and share rejected at the thresholds, the acceptance family's
     share accepted, and the leave-classes-out AUROC per fold and their mean."""
-    known = decide(z.known, near, plan)
+    known = decide_normalised(z.known, near, plan)
     table = threshold_table(calibrate(known, evidence.known.pred, classes, "quantile", None, target))
     row: dict = {}
     for family, scored in evidence.far.items():
-        values = decide(z.far[family], near, plan)
+        values = decide_normalised(z.far[family], near, plan)
         row[family] = {"auroc": metrics.auroc(known, values),
                        "detected": float((values > table[scored.pred]).mean())}
-    accepted = decide(z.acceptance, near, plan) <= table[evidence.acceptance.pred]
+    accepted = decide_normalised(z.acceptance, near, plan) <= table[evidence.acceptance.pred]
     row[ACCEPTANCE] = float(accepted.mean())
     row["far_min"] = min(row[f]["auroc"] for f in evidence.far)
     row["far_mean"] = float(np.mean([row[f]["auroc"] for f in evidence.far]))

@@ -165,3 +165,26 @@ def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, lette
     assert list(first) == list(second)
     for name in first:
         assert first[name] == second[name], name
+
+
+# A value other than the default for every recipe field: a field added to Recipe without one here fails the test below.
+OTHER_VALUES = {"known_classes": (0, 1, 2), "arch": "dhrnet", "epochs": 6, "batch_size": 128, "lr": 1e-3,
+                "weight_decay": 0.0, "width": 24, "decoder": "conditional", "augment": False, "elastic": 1.0, "pen": 0.5,
+                "oe_fraction": 0.25, "oe_weight": 0.1, "logit_norm": 0.04, "compactness": 1.0, "precision": "bf16",
+                "train_limit": 100, "seed": 1, "code_version": 1}
+
+
+def test_resume_refuses_a_state_that_differs_in_any_recipe_field_and_names_its_flag(tmp_path):
+    import re
+    from dataclasses import fields, replace
+
+    from osr_core.cli import UserError
+    from osr_core.recipe import FLAG_OF, Recipe
+    from osr_core.training import restore_resume_state
+    assert set(OTHER_VALUES) == {f.name for f in fields(Recipe)}
+    recipe = Recipe()
+    for name, value in OTHER_VALUES.items():
+        state = tmp_path / f"{name}.resume"
+        torch.save({"recipe": replace(recipe, **{name: value}).to_dict()}, state)
+        with pytest.raises(UserError, match=re.escape(f"({FLAG_OF[name]})")):
+            restore_resume_state(state, recipe, None, None, None, None)

@@ -7,20 +7,21 @@ import pytest
 from scipy.stats import norm
 
 from osr_core import gates
-from osr_core.gates import (Z_KNOTS, candidate_scores, decision_score, fit_knots, gated_candidates, normalised_names,
-                            parse_gates, rank_normalise, score_parts)
+from osr_core.gates import (Z_KNOTS, candidate_scores, decide, fit_knots, normalised_names, parse_gates, rank_normalise,
+                            score_parts)
 from osr_core.pipeline import calibrate_scored, decide_scored
 from osr_core.scores import COMPONENTS, Scored
 
 GATED = "max(energy,pixel_recon-1,mahalanobis-1)"
 
 
-def _validation(n=4000, seed=0) -> Scored:
+def _validation(n=4000, seed=0, class_1_shift=0.0) -> Scored:
     """Validation-like components of two classes: energy normal, the errors and the distance log-normal, all
-    independent."""
+    independent; class 1's energy lies `class_1_shift` higher."""
     rng = np.random.default_rng(seed)
-    return Scored(pred=np.repeat([0, 1], n // 2), components={
-        "energy": rng.normal(-8.0, 2.0, n), "pixel_recon": rng.lognormal(-4.0, 0.6, n),
+    pred = np.repeat([0, 1], n // 2)
+    return Scored(pred=pred, components={
+        "energy": rng.normal(-8.0, 2.0, n) + class_1_shift * pred, "pixel_recon": rng.lognormal(-4.0, 0.6, n),
         "mahalanobis": rng.lognormal(4.0, 0.3, n), "feature_recon": rng.lognormal(-1.0, 0.5, n)})
 
 
@@ -63,10 +64,11 @@ def test_a_one_sided_fusion_averages_the_positive_parts_of_the_rank_normalised_c
     val = _validation()
     knots = gates.fit_normalisation(val, ["energy", "mahalanobis"])
     z = [rank_normalise(val.components[n], n, knots[n]) for n in ("energy", "mahalanobis")]
-    fused = decision_score(val, "mean+(energy,mahalanobis)", knots)
+    fused, deciding = decide(val, "mean+(energy,mahalanobis)", knots)
     np.testing.assert_allclose(fused, (np.maximum(z[0], 0) + np.maximum(z[1], 0)) / 2)
-    np.testing.assert_allclose(decision_score(val, "mean(energy,mahalanobis)", knots), (z[0] + z[1]) / 2)
-    np.testing.assert_array_equal(decision_score(val, "energy", {}), val.components["energy"])  # used as it is
+    assert not deciding.any()  # one part: it decides every image
+    np.testing.assert_allclose(decide(val, "mean(energy,mahalanobis)", knots)[0], (z[0] + z[1]) / 2)
+    np.testing.assert_array_equal(decide(val, "energy", {})[0], val.components["energy"])  # used as it is
 
 
 def test_names_parse_into_parts_and_offsets_and_bad_names_are_refused():
@@ -86,16 +88,29 @@ def test_names_parse_into_parts_and_offsets_and_bad_names_are_refused():
             parse_gates(bad)
 
 
-def test_candidates_are_every_near_part_then_with_gates_simplest_first():
+def test_candidates_are_every_component_then_every_one_sided_fusion_and_the_gates_are_every_configuration():
+    from osr_core.selection import gate_plans, protection_order
     cnn = [c for c in COMPONENTS if c != "openmax"]
     nears = candidate_scores(cnn)
     assert nears[:len(cnn)] == cnn and len(nears) == len(cnn) + 11
     assert all(n.startswith("mean+(") for n in nears[len(cnn):])
-    every = gated_candidates(cnn)
-    assert set(nears) <= set(every) and len(every) == len(set(every))
-    assert all(not n.startswith("max(") or parse_gates(n)[0][0] in nears for n in every)
-    keys = [gates.complexity(n) for n in every]
-    assert keys == sorted(keys)
+    plans = gate_plans("energy", cnn)
+    assert len(plans) == (1 + len(gates.OFFSETS)) ** len(gates.GATES) and plans[0] == ()
+    assert len({gates.gates_name("energy", p) for p in plans}) == len(plans)
+    assert all(g != "pixel_recon" for p in gate_plans("pixel_recon", cnn) for g, _ in p)  # never its own gate
+    assert protection_order((("pixel_recon", 1.0), ("mahalanobis", 3.0))) < protection_order((("pixel_recon", 0.0),))
+
+
+def test_the_decision_is_the_largest_part_and_names_it_whether_its_parts_are_normalised_now_or_before():
+    val = _validation()
+    knots = gates.normalisation_for(val, [GATED])
+    score, deciding = decide(val, GATED, knots)
+    z = {p: gates.normalised_part(val, p, knots) for p in ("energy", "pixel_recon", "mahalanobis")}
+    plan = (("pixel_recon", 1.0), ("mahalanobis", 1.0))
+    np.testing.assert_array_equal(score, gates.decide_normalised(z, "energy", plan))
+    parts = np.stack([z["energy"], z["pixel_recon"] - 1, z["mahalanobis"] - 1])
+    np.testing.assert_array_equal(deciding, parts.argmax(0))
+    assert set(np.unique(deciding)) == {0, 1, 2}
 
 
 def _decide_one(cal, val, **z):
@@ -106,24 +121,29 @@ def _decide_one(cal, val, **z):
 
 
 def test_each_gate_rejects_alone_where_a_mean_of_the_parts_would_not_and_names_itself():
-    val = _validation()
+    val = _validation(class_1_shift=1.5)
     trained = SimpleNamespace(sha256="ab" * 32, known_classes=[0, 1])
     cal = calibrate_scored(trained, val, GATED, "quantile", None, 0.99)
     d = decide_scored(val, cal)
-    for c in (0, 1):  # the thresholds keep 99% of each class's validation digits
+    for c in (0, 1):  # the thresholds keep 99% of each class's validation digits, though the classes differ
         assert (~d.is_unknown[val.pred == c]).mean() == pytest.approx(0.99, abs=0.002)
+    pooled = np.quantile(d.score, 0.99)  # one threshold for both would keep far less of one class than of the other
+    assert abs((d.score[val.pred == 0] <= pooled).mean() - (d.score[val.pred == 1] <= pooled).mean()) > 0.005
     threshold = cal.thresholds_for(np.array([0]))[0]
     # A digit the classifier is sure of (energy at z = -1) that only one far part finds odd, at z = threshold + 2:
-    # its gate rejects it; a mean of the three parts would be (-1 + threshold + 1 + z_other - 1) / 3 < threshold.
+    # its gate rejects it.
     z_far = threshold + 2.0
     for part, reason in (("pixel_recon", "unlike any digit"), ("mahalanobis", "far from every class")):
         other = "mahalanobis" if part == "pixel_recon" else "pixel_recon"
         one = _decide_one(cal, val, energy=-1.0, **{part: z_far, other: -1.0})
         assert one.is_unknown[0] and one.reasons == [reason], part
         assert one.score[0] == pytest.approx(z_far - 1.0, abs=1e-6)
-        assert (-1.0 + (z_far - 1.0) + (-2.0)) / 3 < threshold  # what a mean would have made of it
+        # A mean of the same three parts, calibrated the same way, accepts it: the other parts dilute the one.
+        mean = calibrate_scored(trained, val, "mean(energy,pixel_recon,mahalanobis)", "quantile", None, 0.99)
+        assert not _decide_one(mean, val, energy=-1.0, **{part: z_far, other: -1.0}).is_unknown[0], part
     unsure = _decide_one(cal, val, energy=threshold + 0.5, pixel_recon=-1.0, mahalanobis=-1.0)
     assert unsure.is_unknown[0] and unsure.reasons == ["between digits"]
     typical = _decide_one(cal, val, energy=0.5, pixel_recon=1.5, mahalanobis=1.5)
     assert not typical.is_unknown[0] and typical.reasons == [""]
-    assert 2.0 < threshold < 3.2  # about the 99th percentile of the largest of three standard normals
+    # About the 99th percentile of the largest of three standard normals, lower for the class whose energy is lower.
+    assert 1.5 < threshold < cal.thresholds_for(np.array([1]))[0] < 3.5

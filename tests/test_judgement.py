@@ -34,6 +34,15 @@ def test_the_design_partitions_share_no_partition_with_the_protocol_splits_and_h
     assert held_out == set(range(10))
 
 
+def test_the_judged_recipes_are_those_train_py_and_the_protocol_train_by_default():
+    import train
+    recipes = judgement.judged_recipes(torch.device("cpu"))
+    of = lambda *flags: train.recipe_of(train.build_parser().parse_args(list(flags)), torch.device("cpu"))
+    assert recipes["default"] == of()
+    for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
+        assert recipes[f"split{i}"] == of("--known-classes", ",".join(map(str, known)))
+
+
 def test_a_judgement_is_keyed_by_the_recipe_without_its_seed_and_precision():
     recipes = judgement.judged_recipes(torch.device("cpu"))
     default = recipes["default"]

@@ -195,3 +195,18 @@ def test_inside_a_protocol_split_the_folds_hold_out_only_its_known_classes(data_
     for path in (tmp_path / "leave_out").glob("fold-*.pt"):
         ckpt = load_checkpoint(path)
         assert set(ckpt["known_classes"]) < set(split) and set(ckpt["recipe"]["known_classes"]) < set(split)
+
+
+def test_the_bootstrap_refuses_a_more_protective_configuration_that_costs_the_unseen_classes():
+    """Step 2 prefers the gates that fire soonest only among equals: where a gate at a small offset rejects the digits
+    that reconstruct worst and so costs the unseen classes beyond the noise, a less protective configuration wins."""
+    rng = np.random.default_rng(7)
+    # Unseen classes told apart by energy and reconstructed better than the known digits.
+    folds_ = [_fold(rng, n=2000, energy=-6.0, pixel=-5.0, mahalanobis=2.5) for _ in range(3)]
+    s = select_decision(_evidence(rng, folds_), CLASSES)
+    assert s.near == "energy"
+    plans = {selection.gates.gates_name(s.near, p): p for p in selection.gate_plans(s.near, ["pixel_recon", "mahalanobis"])}
+    passing = [n for n in plans if s.table[n]["passes_floors"]]
+    most = min(passing, key=lambda n: selection.protection_order(plans[n]))
+    assert not s.table[most]["gate_step"]["within_noise"] and s.chosen != most
+    assert s.table[s.chosen][NEAR] > s.table[most][NEAR] + selection.NEAR_TOLERANCE

@@ -281,3 +281,7 @@ def confirm(rows, picked, measured, first, second, args, images, labels, summary
              for k in picked if k]
     summary["agreement"] = {"recipes": len(pairs), "same_sign": sum((a > 0) == (b > 0) for a, b in pairs),
                             "pairs": pairs}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

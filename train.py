@@ -9,14 +9,16 @@ the only data later stages calibrate on) and saves the checkpoint atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 from osr_core import cli, distributed, training
-from osr_core.io import save_checkpoint
+from osr_core.io import folder_lock, save_checkpoint
 from osr_core.recipe import Recipe
 
 log = logging.getLogger("osr")
@@ -91,6 +93,12 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
 def run(args: argparse.Namespace) -> int:
     if args.decoder == "conditional" and args.arch != "cnn":
         raise cli.UserError("--decoder conditional is for --arch cnn")
+    # The checkpoint's folder is this run's while it trains (rank 0 writes it; under torchrun the others do not lock).
+    with folder_lock(Path(args.out).parent) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+        return train(args)
+
+
+def train(args: argparse.Namespace) -> int:
     world, device_name = distributed.start(args.device)
     try:
         if world.distributed and args.decoder == "conditional":

@@ -164,7 +164,9 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
         correct = d.scored.pred == truth
         entry = {"n": int(len(truth)), "accuracy": float(correct.mean()), "rejection_rate": float(d.is_unknown.mean()),
                  "named_right": float((correct & ~d.is_unknown).mean()), "rejected_by": reason_shares(d),
-                 "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None}
+                 "accuracy_of_accepted": float(correct[~d.is_unknown].mean()) if (~d.is_unknown).any() else None,
+                 # The acceptance floor that chooses the gates reads validation digits through the same scan generator.
+                 "seen_by_selection": name == "scans"}
         results[name] = SetResult(name, "covariate shift", entry, d, Shown.of(trained, images, d) if show else None,
                                   truth)
     return results

@@ -1,6 +1,7 @@
 """File I/O: atomic writes, checkpoints, hashes, CSV, and output folders that a re-run replaces."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import hashlib
@@ -246,6 +247,22 @@ class StageOutputs:
 
 
 LOCK_NAME = ".osr_lock"
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: str | Path):
+    """The output folder's lock for as long as the block runs, as StageOutputs holds it: for a stage that writes one
+    file atomically (train.py's checkpoint) rather than a set of files. A second run into the folder is refused."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = _hold_the_folder(out_dir)
+    except OSError as err:
+        raise UserError(f"cannot write to output folder {out_dir}: {err.strerror}") from err
+    try:
+        yield
+    finally:
+        lock.close()
 
 
 def _hold_the_folder(out_dir: Path):

@@ -183,7 +183,10 @@ SCRIPT = r"""
   let shown = rows.slice(), sortKey = data.sort, sortDir = -1;
   const head = document.getElementById('head'), spacer = document.getElementById('spacer');
   const scroller = document.getElementById('scroller'), count = document.getElementById('count');
-  const widths = [168, ...cols.map((c, j) => j === 0 ? 150 : c.kind === 'number' ? 90 : 80)];
+  // A text column is as wide as its longest value (a reason such as 'unlike any digit' is read whole), up to a limit.
+  const longest = j => rows.reduce((m, r) => Math.max(m, String(r.v[j]).length), cols[j].label.length);
+  const widths = [168, ...cols.map((c, j) => j === 0 ? 150 : c.kind === 'number' ? 90
+                                             : Math.min(360, Math.max(80, 8 * longest(j) + 12)))];
   document.documentElement.style.setProperty('--cols', widths.map(w => w + 'px').join(' '));
   document.documentElement.style.setProperty('--width', (widths.reduce((a, b) => a + b + 10, 0) + 22) + 'px');
 

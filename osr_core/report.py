@@ -428,7 +428,8 @@ def operating_point_table(m: dict) -> str:
             rows.append([name, str(s["n"]), f"**{pct(s['named_a_digit'])}**", reasons_text(s["rejected_by"]),
                          num(s["auroc"])])
     for name, s in (m.get("covariate_shift") or {}).items():
-        rows.append([f"{name} (known digits, shifted)", str(s["n"]),
+        seen = ", seen by the selection" if s.get("seen_by_selection") else ""
+        rows.append([f"{name} (known digits, shifted{seen})", str(s["n"]),
                      f"{pct(1 - s['rejection_rate'])} (named right {pct(s.get('named_right'))})",
                      reasons_text(s.get("rejected_by", {})), "-"])
     return table(["set", "n", "named a digit", "rejected by", "AUROC"], rows)
@@ -474,7 +475,8 @@ def render(m: dict, pictures: bool = True) -> str:
                   comparisons_table(m), ""]
     cs = m.get("covariate_shift")
     if cs:
-        rows = [[n, str(v["n"]), pct(v["accuracy"]), pct(v["named_right"]), pct(v["rejection_rate"]),
+        rows = [[n + (" (seen by the selection)" if v.get("seen_by_selection") else ""), str(v["n"]), pct(v["accuracy"]),
+                 pct(v["named_right"]), pct(v["rejection_rate"]),
                  reasons_text(v["rejected_by"]), pct(v["accuracy_of_accepted"])] for n, v in cs.items()]
         parts += ["## Covariate shift: known digits, distorted (not unknowns)", "",
                   "Gaussian noise (std 0.3), rotation up to 30 degrees, and both, on MNIST test. `scans`: MNIST test "

@@ -392,6 +392,20 @@ def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line_and_changes_no
     assert (out / "a.txt").read_text() == "x"
 
 
+def test_training_into_a_folder_in_use_is_refused_in_one_line_and_changes_nothing(tmp_path, capsys):
+    import train
+    out = tmp_path / "out"
+    first = _holder(out)
+    try:
+        before = _tree(out)
+        assert train.main(["--out", str(out / "model.pt"), "--epochs", "1", "--train-limit", "300", "--quiet"]) == 2
+        assert f"{out} is being written by another run" in capsys.readouterr().err
+        assert _tree(out) == before
+    finally:
+        first.kill()
+        first.wait()
+
+
 def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     out = tmp_path / "out"
     killed = _holder(out)

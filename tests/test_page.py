@@ -109,6 +109,18 @@ def test_each_filter_shows_exactly_the_rows_it_names(browser, test_stage_page):
     page.close()
 
 
+def test_every_reason_is_shown_whole(browser, test_stage_page):
+    """No reason is cut short ("unlike an..."): each reason cell is as wide as its text."""
+    out, rows = test_stage_page
+    page, _ = open_page(browser, out / "index.html")
+    page.select_option("select[data-key='answer']", "unknown")
+    cells = page.eval_on_selector_all("#spacer .row div[data-key='reason']",
+                                      "els => els.map(e => [e.textContent, e.scrollWidth <= e.clientWidth])")
+    assert cells and {text for text, _ in cells} <= {r["reason"] for r in rows} and all(whole for _, whole in cells)
+    assert any(len(text) > 10 for text, _ in cells)
+    page.close()
+
+
 def test_a_rows_figures_are_those_of_scores_csv(browser, test_stage_page):
     out, rows = test_stage_page
     by_index = {r["index"]: r for r in rows}

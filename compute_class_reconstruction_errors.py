@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 from osr_core import cli
-from osr_core.calibration import CALIBRATION_JSON, DEFAULT_RULE_PARAM, RULES, format_thresholds
+from osr_core.calibration import CALIBRATION_JSON, DEFAULT_RULE_PARAM, RULES
 from osr_core.io import StageOutputs
 from osr_core.leave_out import DEFAULT, FoldScheme
-from osr_core.pipeline import calibrate_on_validation, load_trained
+from osr_core.pipeline import calibrate_on_validation, load_trained, write_calibration
 from osr_core.gates import AUTO, parse_gates
 from osr_core.scores import COMPONENTS, FUSABLE
 
@@ -81,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
                                       args.batch_size, cli.progress_enabled(args.quiet), seed=args.seed,
                                       folds_dir=folds_dir, scheme=scheme,
                                       use_shipped=not args.train_judge)
-        text = format_thresholds(cal)
-        outputs.write_text(out.name, text)
-        outputs.write_json(CALIBRATION_JSON, cal.to_json())
+        text = write_calibration(outputs, out.name, cal)
         outputs.finish()
     if not args.quiet:
         print(text, end="")

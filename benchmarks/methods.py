@@ -47,7 +47,7 @@ from osr_core.judge import FoldJudge, compare  # noqa: E402
 from osr_core.leave_out import FULL, SCREEN, Fold, fold_path, fold_recipe, leave_classes_out  # noqa: E402
 from osr_core.models import model_from_checkpoint  # noqa: E402
 from osr_core.recipe import Recipe, reusable_checkpoint  # noqa: E402
-from osr_core.scores import Scored, score_images  # noqa: E402
+from osr_core.scores import score_images  # noqa: E402
 from osr_core.selection import ACCEPTANCE_FLOOR, FAR_DETECTION_FLOOR, near_part  # noqa: E402
 
 # (name, train.py flags): the current default first.
@@ -71,7 +71,7 @@ RULE = (f"methods whose validation accuracy (mean over seeds) is within {ACCURAC
         f"(every far family rejected >= {FAR_DETECTION_FLOOR:.0%}, users' digits accepted >= {ACCEPTANCE_FLOOR:.0%}, "
         "means over seeds) are eligible; the default stays unless an eligible method's paired interval against it on "
         "the full judge lies wholly above zero; then the one with the largest difference wins")
-PRESET_RULE = (f"a method over the time budget whose accuracy is within the slack, whose operating point clears the "
+PRESET_RULE = ("a method over the time budget whose accuracy is within the slack, whose operating point clears the "
                "floors and whose paired interval against the default on the full judge lies wholly above zero becomes "
                "train.py's --preset large (the largest difference); none otherwise")
 

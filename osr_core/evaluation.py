@@ -3,8 +3,10 @@ draw. Its result is rendered by three views that never reach back into the scori
 report.md with its pictures (report.py, figures.py) and index.html (page.py)."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -15,7 +17,8 @@ from .calibration import Calibration
 from .cli import return_freed_memory
 from .images import as_batch
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
-from .gates import candidate_scores, decide, normalisation_for
+from . import gates
+from .gates import candidate_scores, normalisation_for
 from .scores import Scored, score_images
 from .unknown_sets import UnknownSet
 
@@ -63,8 +66,8 @@ def validation_reference(trained: Trained, data_dir: str, seed: int, batch_size:
 def ablation(known: Decisions, unknown: Decisions, fusion_normalisation: dict | None) -> dict[str, float]:
     """AUROC of every candidate decision score (each component alone, each fusion), beside the decision margin."""
     names = candidate_scores(known.scored.components) if fusion_normalisation else list(known.scored.components)
-    rows = {name: metrics.auroc(decide(known.scored, name, fusion_normalisation or {})[0],
-                                decide(unknown.scored, name, fusion_normalisation or {})[0]) for name in names}
+    rows = {name: metrics.auroc(gates.decide(known.scored, name, fusion_normalisation or {})[0],
+                                gates.decide(unknown.scored, name, fusion_normalisation or {})[0]) for name in names}
     rows["decision_margin"] = metrics.auroc(known.margin, unknown.margin)
     return rows
 
@@ -209,3 +212,38 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
         scored = {n: r.decisions for n, r in result.sets.items() if r.decisions is not None}
         result.baselines = baselines(trained, reference.scored, known, known_labels, scored, cal.target_acceptance, seed)
     return result
+
+
+# ----------------------------------------------------------------------------------- metrics.json
+def comparison(name: str, path: str) -> dict:
+    """Another model's evaluation (its metrics.json) for the report's side-by-side table."""
+    try:
+        other = json.loads(Path(path).read_text())
+        sets = {n: {k: s[k] for k in ("auroc", "detection_rate", "macro_f1")}
+                for n, s in other["sets"].items() if s.get("available")}
+        return {"available": True, "source": path, "closed_set_accuracy": other["closed_set_accuracy"],
+                "false_alarm_rate": other["false_alarm_rate"], "score": other["calibration"]["score"],
+                "arch": other.get("arch", "?"), "sets": sets}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return {"available": False, "source": path, "reason": f"{path} is not a metrics.json of this project ({err})"}
+
+
+def metrics_document(trained: Trained, cal: Calibration, cal_source: str, bootstrap: int, result: dict,
+                     compare: list[tuple[str, str]], unseen_summary: Path, methods: Path) -> dict:
+    """metrics.json: the evaluation's result with what produced it (schema in docs/metrics.md), the other models'
+    evaluations set beside it, and the protocol's and the recipe benchmark's summaries where they have run."""
+    document = {
+        "checkpoint_sha256": trained.sha256,
+        "arch": trained.checkpoint["model_config"]["arch"],
+        "bootstrap_resamples": bootstrap,
+        "known_classes": trained.known_classes,
+        "calibration": {"score": cal.score, "rule": cal.rule, "rule_param": cal.rule_param,
+                        "target_acceptance": cal.target_acceptance, "source": cal_source, "selection": cal.selection},
+        **result,
+    }
+    document["comparisons"] = {name: comparison(name, path) for name, path in compare}
+    if unseen_summary.is_file():
+        document["unseen_digits"] = json.loads(unseen_summary.read_text())
+    if methods.is_file():
+        document["methods"] = json.loads(methods.read_text())
+    return document

@@ -10,9 +10,9 @@ import torch
 
 from . import acceptance, data, gates, judgement, outliers
 from .cli import UserError
-from .calibration import CALIBRATION_JSON, Calibration, calibrate, read_thresholds
+from .calibration import CALIBRATION_JSON, Calibration, calibrate, format_thresholds, read_thresholds
 from .gates import AUTO, normalisation_for, part_reasons, score_parts
-from .io import load_checkpoint, sha256_file
+from .io import StageOutputs, load_checkpoint, sha256_file
 from .leave_out import DEFAULT, FoldScheme, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
 from .scores import Scored, score_images
@@ -175,3 +175,11 @@ def calibrate_scored(trained: Trained, validation: Scored, score: str, rule: str
     cal.classes = calibrate(scores, validation.pred, trained.known_classes, rule, param, target)
     cal.validation_acceptance = float((scores <= cal.thresholds_for(validation.pred)).mean())
     return cal
+
+
+def write_calibration(outputs: StageOutputs, name: str, cal: Calibration) -> str:
+    """Stage 2's two files, staged into `outputs`: the thresholds file `name` (returned as text) and calibration.json."""
+    text = format_thresholds(cal)
+    outputs.write_text(name, text)
+    outputs.write_json(CALIBRATION_JSON, cal.to_json())
+    return text

@@ -193,14 +193,17 @@ def test_stacks_of_mnist_shaped_arrays_are_recognised_whole(data_dir):
 
 
 SLOW_READ = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from osr_core import images
-started = Path(sys.argv[1])
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when started from a background job
+started, release = Path(sys.argv[1]), Path(sys.argv[2])
 def slow(i):
-    if i == 0:  # one worker stays busy here; the other does the rest and then waits for work
-        started.touch()
-        time.sleep(1.5)
+    if i == 0:  # one worker stays busy here until the test has sent Ctrl-C, however loaded the machine; the other
+        started.touch()  # does the rest and then waits for work
+        deadline = time.monotonic() + 20
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
     return i
 images.parallel_map(slow, list(range(400)))
 """
@@ -215,14 +218,15 @@ def test_ctrl_c_while_reading_on_every_core_stops_the_workers_quietly(tmp_path):
     import subprocess
     import sys
     import time
-    started = tmp_path / "started"
-    run = subprocess.Popen([sys.executable, "-c", SLOW_READ, str(started)], cwd=ROOT,
+    started, release = tmp_path / "started", tmp_path / "release"
+    run = subprocess.Popen([sys.executable, "-c", SLOW_READ, str(started), str(release)], cwd=ROOT,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.5)                                                 # one worker busy, one idle now
     os.killpg(run.pid, signal.SIGINT)
+    release.touch()                                                 # the busy worker's chunk may end now
     _, err = run.communicate(timeout=30)
     assert run.returncode != 0 and err.count("KeyboardInterrupt") == 1, err[-2000:]
     time.sleep(0.5)

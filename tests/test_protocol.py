@@ -2,14 +2,15 @@
 as this run would train it: every field of its recipe, each tried here."""
 from __future__ import annotations
 
-import argparse
+import json
 from dataclasses import fields, replace
 
+import pytest
 import torch
 
 import evaluate_osr
 import train
-from osr_core import cli, leave_out
+from osr_core import data, leave_out, protocol
 from osr_core.io import load_checkpoint, save_checkpoint
 from osr_core.recipe import Recipe, reusable_checkpoint
 
@@ -75,8 +76,23 @@ def test_a_leave_classes_out_model_is_trained_again_when_its_recipe_differs(tmp_
 
 
 def test_a_split_is_trained_with_train_pys_defaults_and_its_own_classes():
-    args = argparse.Namespace(split_epochs=Recipe.epochs, seed=0)
-    flags = evaluate_osr.split_flags([6, 3, 4, 9, 8, 2], args)
-    recipe = train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))
-    expected = Recipe(known_classes=(2, 3, 4, 6, 8, 9), precision=cli.resolve_precision("auto", torch.device("cpu")))
-    assert recipe == expected
+    settings = protocol.Settings("data", "splits")
+    recipe = protocol.split_recipe([6, 3, 4, 9, 8, 2], settings)
+    flags = ["--known-classes", "6,3,4,9,8,2"]
+    assert recipe == train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))
+    assert protocol.split_recipe([6, 3], protocol.Settings("data", "splits", epochs=3, seed=4)) == replace(
+        recipe, known_classes=(3, 6), epochs=3, seed=4)
+    assert evaluate_osr.build_parser().get_default("split_epochs") == train.build_parser().get_default("epochs")
+
+
+def test_the_protocol_runs_every_split_with_its_share_of_the_cores_and_summarises_them(monkeypatch, tmp_path):
+    ran = []
+
+    def run_split(i, known, settings, threads):
+        ran.append((i, tuple(known), threads))
+        return {"auroc": 0.99 + i / 1000, "macro_f1": 0.9, "known_classes": sorted(known)}
+    monkeypatch.setattr(protocol, "run_split", run_split)
+    summary = protocol.run_unseen_digits(protocol.Settings("data", str(tmp_path)), jobs=1)
+    assert [r[:2] for r in ran] == [(i, tuple(k)) for i, k in enumerate(data.UNSEEN_DIGIT_SPLITS)]
+    assert summary["auroc_mean"] == pytest.approx(0.992) and summary["auroc_min"] == 0.99
+    assert json.loads((tmp_path / protocol.SUMMARY).read_text()) == summary

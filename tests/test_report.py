@@ -78,22 +78,28 @@ def test_missed_macro_f1_and_unseen_digit_targets_are_explained():
     assert "mean AUROC 0.975000" in notes and "`energy` at 0.980000" in notes
 
 
-def test_what_was_tried_table_has_a_row_per_method_with_validation_figures_first_and_every_set():
+def test_what_was_tried_table_shows_each_recipes_seed_spread_paired_difference_and_the_resolution():
     from osr_core.report import methods_section
-    methods = [{"method": "default", "score": "energy", "val_accuracy": 0.995, "train_seconds": 201.4,
-                "leave_classes_out": 0.99, "leave_classes_out_ci95": [0.985, 0.993], "far_min": 0.998, "acceptance": 0.985,
-                "closed_set_accuracy": 0.996, "sets": {"noise": 1.0, "letters": 0.9, "validation_proxy_pose": 0.98},
-                "scans": {"named_right": 0.987, "rejection_rate": 0.01}, "unseen_digits_split0": {"auroc": 0.97}},
-               {"method": "outlier exposure", "score": "mahalanobis", "val_accuracy": 0.99, "train_seconds": None,
-                "leave_classes_out": 0.95, "leave_classes_out_ci95": [0.94, 0.96], "far_min": 0.999,
-                "closed_set_accuracy": 0.98, "sets": {"noise": 0.99}, "unseen_digits_split0": None}]
-    text = methods_section({"methods": methods, "rule": "the rule", "chosen": "default", "preset_rule": "the preset rule",
-                            "preset": None})
-    header = next(l for l in text.splitlines() if l.startswith("| method"))
-    assert header.split("|")[11:14] == [" letters ", " noise ", " validation_proxy_pose "]  # reported sets first
-    assert row(text, "**default** (kept)")[1:] == ["`energy`", "0.9950", "201 s", "0.9900 [0.9850, 0.9930]", "0.9980",
-                                                   "98.50%", "99.60%", "98.70% / 1.00%", "0.9700", "0.9000", "1.0000",
-                                                   "0.9800"]
-    assert row(text, "outlier exposure")[3:] == ["-", "0.9500 [0.9400, 0.9600]", "0.9990", "-", "98.00%", "- / -", "-",
-                                                 "-", "0.9900", "-"]  # not timed, no scans, no split, a set not measured
-    assert "the rule" in text and "the preset rule: none qualified." in text
+
+    def spread(mean, low, high):
+        return {"mean": mean, "sd": 0.001, "min": low, "max": high, "per_seed": [low, mean, high]}
+
+    def method(name, difference, ci, full=None, ratio=1.0):
+        op = {"held_out_named_a_digit": spread(0.3, 0.25, 0.4), "acceptance": spread(0.985, 0.98, 0.99),
+              "far_rejected": spread(0.999, 0.995, 1.0)}
+        return {"method": name, "time_ratio": ratio, "full": full,
+                "screen": {"near": "energy", "val_accuracy": spread(0.995, 0.994, 0.996),
+                           "auroc": spread(0.985, 0.983, 0.987), "operating_point": op,
+                           "vs_default": {"difference": difference, "ci95": ci, "better": ci[0] > 0}}}
+    summary = {"seeds": [0, 1, 2], "rule": "the rule", "chosen": "default",
+               "screen": {"resolution": {"seeds": [[0, 1, 2], [3, 4, 5]], "difference": 0.0004, "half_width": 0.0015}},
+               "methods": [method("default", 0.0, [0.0, 0.0]),
+                           method("longer", 0.003, [0.001, 0.005], ratio=2.0,
+                                  full={"vs_default": {"difference": 0.002, "ci95": [-0.001, 0.004], "better": False}})]}
+    text = methods_section(summary)
+    assert row(text, "**default** (kept)")[1:] == ["`energy`", "0.9950 +- 0.0010", "0.9850 (0.9830-0.9870)",
+                                                   "+0.0000 [+0.0000, +0.0000]", "30.00% (25.00%-40.00%)", "98.50%",
+                                                   "99.50%", "1.00x", "-"]
+    assert row(text, "longer")[4] == "+0.0030 [+0.0010, +0.0050] **better**" and row(text, "longer")[8] == "2.00x"
+    assert row(text, "longer")[9] == "+0.0020 [-0.0010, +0.0040]"  # not better on the full judge
+    assert "Resolution of the screen: +-0.0015" in text and "the rule" in text

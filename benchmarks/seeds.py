@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ ROWS = [
     ("stroke-drawn characters, AUROC", ("sets", "characters", "auroc")),
     ("Fashion-MNIST named a digit", ("sets", "fashion_mnist", "named_a_digit")),
     ("scans named right", ("covariate_shift", "scans", "named_right")),
+    ("training seconds (train.py, this machine)", ("train_seconds",)),
 ]
 
 
@@ -67,16 +69,21 @@ def measure(seed: int, folder: Path, args) -> dict:
     common = ["--data-dir", args.data_dir, "--quiet"]
     ckpt, thr = folder / "model.pt", folder / "reconstruction_errors.txt"
     flags = ["--seed", str(seed)]
+    timing = folder / "train_seconds.json"
     if reusable_checkpoint(ckpt, train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))) is None:
+        started = time.perf_counter()
         if train.main([*flags, "--out", str(ckpt), *common]) != 0:
             raise SystemExit(f"training failed: {folder}")
+        write_json(timing, time.perf_counter() - started)
     if compute_class_reconstruction_errors.main(["--checkpoint", str(ckpt), "--out", str(thr), *common]) != 0:
         raise SystemExit(f"calibration failed: {folder}")
     if evaluate_osr.main(["--checkpoint", str(ckpt), "--thresholds", str(thr), "--letters-dir", args.letters_dir,
                           "--out-dir", str(folder / "osr"), "--no-embeddings", "--no-pictures", "--bootstrap", "20",
                           "--splits-dir", str(folder / "no_splits"), "--methods", str(folder / "none"), *common]) != 0:
         raise SystemExit(f"evaluation failed: {folder}")
-    return json.loads((folder / "osr" / "metrics.json").read_text())
+    metrics = json.loads((folder / "osr" / "metrics.json").read_text())
+    metrics["train_seconds"] = json.loads(timing.read_text()) if timing.is_file() else None
+    return metrics
 
 
 def figure(metrics: dict, path: tuple[str, ...]):

@@ -404,7 +404,7 @@ def methods_section(summary: dict) -> str:
                      f"{agreement['recipes']} recipes measured both ways.")
     header = ["method", "near part", "validation acc. +- sd", "screen AUROC (seed range)",
               "screen: paired difference [95%]", "held-out digits named a digit (range)", "users' digits accepted",
-              "far families rejected, lowest", "training time per model", "full judge: paired difference [95%]"]
+              "far families rejected by the near part alone, lowest", "training time per model", "full judge: paired difference [95%]"]
     return "\n".join(lines + ["", table(header, rows), ""])
 
 

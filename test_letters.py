@@ -59,7 +59,7 @@ def summary(files: list[str], flagged: np.ndarray, blank: np.ndarray, manifest: 
             row = manifest.get(f)
             if row:
                 per_char[row["char"]].append(bool(is_flagged))
-                if str(row["digit_like"]).lower() in ("1", "true"):
+                if row["digit_like"]:  # parsed once, by letters.read_manifest
                     digit_like.append(bool(is_flagged))
         others = flagged.sum() - sum(digit_like)
         lines.append(f"digit-like glyphs flagged: {sum(digit_like)} of {len(digit_like)}; "

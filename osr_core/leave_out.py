@@ -62,12 +62,17 @@ DESIGN_PARTITIONS = ([0, 1, 2, 3, 4, 5], [1, 3, 5, 6, 7, 9], [0, 2, 4, 6, 7, 8])
 SCREEN = [sorted(set(range(10)) - set(known)) for known in DESIGN_PARTITIONS]  # the classes each screen fold holds out
 
 
+def has_folds(known: Sequence[int], size: int) -> bool:
+    """Whether folds of `size` held-out classes can be made: every fold model must keep two classes."""
+    return len(known) >= size + 2
+
+
 def folds(known: Sequence[int], seed: int, size: int = 1) -> list[list[int]]:
     """The classes each fold holds out: the known classes in a seeded order, cut into groups of `size` (a
     remainder joins the last group), so every known class is held out exactly once. Needs at least `size` + 2
     known classes (a fold model must keep two)."""
     classes = sorted(int(c) for c in known)
-    if len(classes) < size + 2:
+    if not has_folds(classes, size):
         raise ValueError(f"leave-classes-out needs at least {size + 2} known classes, got {len(classes)}")
     order = np.random.default_rng(seed).permutation(classes).tolist()
     groups = [order[i:i + size] for i in range(0, len(order) - size + 1, size)]

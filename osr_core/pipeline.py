@@ -13,7 +13,7 @@ from .cli import UserError
 from .calibration import CALIBRATION_JSON, Calibration, calibrate, format_thresholds, read_thresholds
 from .gates import AUTO, normalisation_for, part_reasons, score_parts
 from .io import StageOutputs, load_checkpoint, sha256_file
-from .leave_out import DEFAULT, FoldScheme, leave_classes_out
+from .leave_out import DEFAULT, FoldScheme, has_folds, leave_classes_out
 from .models import OSRNet, model_from_checkpoint
 from .scores import Scored, score_images
 from .judge import FoldJudge
@@ -152,7 +152,7 @@ def select_on_validation(trained: Trained, validation: Scored, images: torch.Ten
     users, _ = acceptance.users_digits(images[:acceptance.SIZE], seed)
     judge = None
     recipe = recorded_recipe(trained.checkpoint)
-    if folds_dir is not None and len(trained.known_classes) >= scheme.size + 2:
+    if folds_dir is not None and has_folds(trained.known_classes, scheme.size):
         if recipe is None:
             raise UserError("the checkpoint records no training recipe, so no leave-classes-out models can be trained "
                             "like it; retrain it with train.py")

@@ -56,7 +56,7 @@ def letter_sets(letters_dir: str | Path) -> list[UnknownSet]:
         return [UnknownSet("letters", all_desc, reason=reason), UnknownSet("letters_no_digit_like", clean_desc, reason=reason)]
     manifest = read_manifest(letters_dir)
     clean = [i for i, f in enumerate(folder.files)
-             if f in manifest and str(manifest[f]["digit_like"]).lower() not in ("1", "true")]
+             if f in manifest and not manifest[f]["digit_like"]]  # parsed once, by letters.read_manifest
     letters = UnknownSet("letters", all_desc, images=folder.images, names=folder.files)
     if not manifest:
         return [letters, UnknownSet("letters_no_digit_like", clean_desc, reason=f"no manifest.csv in {letters_dir}")]

@@ -89,17 +89,9 @@ def test_stage_2_uses_a_shipped_judgement_of_its_recipe_and_trains_no_fold(train
     assert selection["chosen"] == trained["chosen"] and selection["near"] == trained["near"]
 
 
-@pytest.mark.parametrize("change", ["a knot", "an offset", "the resamples"])
-def test_a_change_to_what_the_judge_computes_retires_the_shipped_judgements_and_stage_2_follows(
-        change, trained_run, data_dir, tmp_path, monkeypatch):
-    """A shipped judgement is used only under the fingerprint of the code that computed it: change a knot of the
-    normalisation, an offset of the gates or the bootstrap's draws, and no shipped judgement is used any more; stage 2
-    trains (here: reuses) its folds and chooses among the new offsets."""
-    import compute_class_reconstruction_errors
-    from conftest import FOLD_FLAGS
+def _change(change: str, monkeypatch) -> str:
+    """Changes what the judge computes (a knot, the offsets, or the number of resamples); the fingerprint before."""
     from osr_core import judge
-    recipes = judgement.judged_recipes(torch.device("cpu"))
-    assert judgement.shipped(recipes["default"], FULL) is not None
     before = judgement.code_fingerprint()
     if change == "a knot":
         monkeypatch.setattr(gates, "Z_KNOTS", np.linspace(-3.0, 3.0, 13))
@@ -109,9 +101,25 @@ def test_a_change_to_what_the_judge_computes_retires_the_shipped_judgements_and_
     else:
         monkeypatch.setattr(judge, "BOOTSTRAP", 150)
     monkeypatch.setattr(judgement, "code_fingerprint", functools.cache(judgement.code_fingerprint.__wrapped__))
+    return before
+
+
+@pytest.mark.parametrize("change", ["a knot", "an offset", "the resamples"])
+def test_a_change_to_what_the_judge_computes_retires_every_shipped_judgement(change, monkeypatch):
+    """A shipped judgement is used only under the fingerprint of the code that computed it."""
+    recipes = judgement.judged_recipes(torch.device("cpu"))
+    assert all(judgement.shipped(r, FULL) is not None for r in recipes.values())
+    before = _change(change, monkeypatch)
     assert judgement.code_fingerprint() != before
     assert all(judgement.shipped(r, FULL) is None for r in recipes.values())
-    # The suite's own recipe, with a judgement computed by the code as it was: stage 2 does not read it.
+
+
+def test_stage_2_follows_a_change_to_the_judge_with_its_folds(trained_run, data_dir, tmp_path, monkeypatch):
+    """With the offsets changed, a judgement computed by the code as it was is not read: stage 2 trains (here:
+    reuses) its folds and chooses among the new offsets."""
+    import compute_class_reconstruction_errors
+    from conftest import FOLD_FLAGS
+    before = _change("an offset", monkeypatch)
     recipe = recorded_recipe(load_checkpoint(trained_run["checkpoint"]))
     shipped = tmp_path / "judgements"
     shipped.mkdir()
@@ -127,8 +135,7 @@ def test_a_change_to_what_the_judge_computes_retires_the_shipped_judgements_and_
     chosen = json.loads((tmp_path / "calibration.json").read_text())["selection"]
     assert chosen["judge"]["source"].startswith("folds trained")
     assert all(o in gates.OFFSETS for _, o in gates.parse_gates(chosen["chosen"])[1:])
-    if change == "an offset":
-        assert {c for c in chosen["candidates"] if "-0.25" in c} and not {c for c in chosen["candidates"] if "-1.5" in c}
+    assert {c for c in chosen["candidates"] if "-0.25" in c} and not {c for c in chosen["candidates"] if "-1.5" in c}
 
 
 SHIPPED = sorted(judgement.JUDGEMENTS.glob("*.json"))

@@ -44,10 +44,11 @@ import train  # noqa: E402
 from osr_core import acceptance, cli, data, gates, outliers  # noqa: E402
 from osr_core.calibration import calibrate, threshold_table  # noqa: E402
 from osr_core.io import load_checkpoint, write_json  # noqa: E402
-from osr_core.judge import FoldJudge, compare  # noqa: E402
+from osr_core.judge import FoldJudge, compare, resolution  # noqa: E402
 from osr_core.leave_out import FULL, SCREEN, Fold, fold_path, fold_recipe, leave_classes_out  # noqa: E402
 from osr_core.models import model_from_checkpoint  # noqa: E402
 from osr_core.recipe import Recipe, reusable_checkpoint  # noqa: E402
+from osr_core.report import methods_section  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
 from osr_core.selection import ACCEPTANCE_FLOOR, near_part  # noqa: E402
 
@@ -179,6 +180,17 @@ def of_seeds(result: dict, seeds: list[int]) -> FoldJudge:
     return FoldJudge([f for f in result["folds"] if f.recipe.seed in seeds])
 
 
+def versus_default(default: dict, other: dict, seeds: list[int]) -> dict:
+    """`other` against the default, paired, each on its own near part, over `seeds` of each."""
+    return compare(of_seeds(default, seeds), of_seeds(other, seeds), (default["near"], ()), (other["near"], ())).to_json()
+
+
+def resolution_of(default: dict, first: list[int], second: list[int]) -> dict:
+    """The default's `second` seeds against its `first`, on its near part: the judge's resolution."""
+    r = resolution(default["folds"], first, second, (default["near"], ()))
+    return {"seeds": [first, second], **r.to_json(), "half_width": r.half_width}
+
+
 def public(result: dict) -> dict:
     """What methods.json keeps of a judge's result (its figures, not its folds)."""
     return {k: v for k, v in result.items() if k not in ("folds", "judge")}
@@ -233,13 +245,11 @@ def main(argv=None) -> int:
                             args, images, labels)
         if i == 0:
             base = results[0]
-            resolution = compare(of_seeds(base, first), of_seeds(base, second), (base["near"], ()), (base["near"], ()))
-            summary["screen"]["resolution"] = {"seeds": [first, second], **resolution.to_json(),
-                                               "half_width": resolution.half_width}
-            print(f"  the screen's resolution: +- {resolution.half_width:.4f}", flush=True)
+            summary["screen"]["resolution"] = resolution_of(base, first, second)
+            print(f"  the screen's resolution: +- {summary['screen']['resolution']['half_width']:.4f}", flush=True)
         r = results[i]
-        versus = compare(of_seeds(results[0], first), of_seeds(r, first), (results[0]["near"], ()), (r["near"], ()))
-        row = {"method": name, "train_flags": flags, "screen": {**public(r), "vs_default": versus.to_json()},
+        row = {"method": name, "train_flags": flags,
+               "screen": {**public(r), "vs_default": versus_default(results[0], r, first)},
                "screen_seconds": time.perf_counter() - started, "full": None}
         default_seconds = rows[0]["screen"]["seconds_per_model"] if rows else r["seconds_per_model"]
         row["time_ratio"] = (r["seconds_per_model"] / default_seconds
@@ -255,7 +265,6 @@ def main(argv=None) -> int:
         save()
     chosen, preset = choose(rows), choose_preset(rows)
     save(rows[chosen]["method"], None if preset is None else rows[preset]["method"])
-    from osr_core.report import methods_section
     print(methods_section({**summary, "chosen": rows[chosen]["method"]}))
     print(f"chosen by the rule: {rows[chosen]['method']}; the large preset: "
           f"{'none' if preset is None else rows[preset]['method']}; wrote {out / 'methods.json'}")
@@ -275,10 +284,8 @@ def confirm(rows, picked, measured, first, second, args, images, labels, summary
                          args, images, labels)
         base = full[0]
         if k == 0:
-            res = compare(of_seeds(base, first), of_seeds(base, second), (base["near"], ()), (base["near"], ()))
-            summary["full_resolution"] = {"seeds": [first, second], **res.to_json(), "half_width": res.half_width}
-        versus = compare(of_seeds(base, first), of_seeds(full[k], first), (base["near"], ()), (full[k]["near"], ()))
-        rows[k]["full"] = {**public(full[k]), "vs_default": versus.to_json()}
+            summary["full_resolution"] = resolution_of(base, first, second)
+        rows[k]["full"] = {**public(full[k]), "vs_default": versus_default(base, full[k], first)}
     pairs = [(rows[k]["screen"]["vs_default"]["difference"], rows[k]["full"]["vs_default"]["difference"])
              for k in picked if k]
     summary["agreement"] = {"recipes": len(pairs), "same_sign": sum((a > 0) == (b > 0) for a, b in pairs),

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         folder = load_images(inputs, invert=args.invert, ignore=frozenset({MANIFEST_FILE}))
         for name, reason in folder.skipped:
             log.warning("skipped %s: %s", name, reason)
-        decisions = decide(trained, cal, folder.images, args.batch_size, keep_recon=True,
+        decisions = decide(trained, cal, folder.images, args.batch_size, folder.blank, keep_recon=True,
                            show_progress=cli.progress_enabled(args.quiet))
         stems = [Path(f).name.rsplit(".", 1)[0] for f in folder.files]
         outputs.write_text("scores.csv", scores_csv("file", folder.files, decisions))

@@ -6,7 +6,7 @@
     result = recognizer.predict(["scan_of_a_7.png", "photo_of_a_letter.jpg"])
     result.answers      # ['7', 'unknown']
 
-It is as thin as the scripts: the same preprocessing (images.as_batch), the same scores and the same
+It is as thin as the scripts: the same preprocessing (images.read_batch), the same scores and the same
 decision (pipeline.decide), so a file scored by test_letters.py and by predict() gets the same answer.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import cli
-from .images import as_batch
+from .images import read_batch
 from .pipeline import Decisions, Trained, decide, load_calibration, load_trained
 from .calibration import Calibration
 
@@ -75,7 +75,7 @@ class OpenSetRecognizer:
         """images: a path, a PIL image, an array or tensor of shape (H, W), (N, H, W) or (N, 1, H, W) (uint8, or
         float in [0, 1]), or a list of these; any size and polarity (invert: auto, yes or no). Each goes
         through MNIST's preprocessing. Wrong input raises ValueError."""
-        batch = as_batch(images, invert)
-        d: Decisions = decide(self.trained, self.calibration, batch, batch_size)
+        read = read_batch(images, invert)
+        d: Decisions = decide(self.trained, self.calibration, read.images, batch_size, read.blank)
         return Predictions(d.answers, d.reasons, d.scored.pred.copy(), d.score, d.threshold, d.margin,
-                           d.scored.components, batch)
+                           d.scored.components, read.images)

@@ -15,7 +15,7 @@ import torch
 from . import generated, metrics, outliers
 from .calibration import Calibration
 from .cli import return_freed_memory
-from .images import as_batch
+from .images import read_batch
 from .pipeline import Decisions, Trained, calibrate_scored, decide, decide_scored, validation_images
 from . import gates
 from .gates import candidate_scores, normalisation_for
@@ -131,10 +131,10 @@ def baselines(trained: Trained, validation: Scored, known: Decisions, known_labe
     results = {}
     for name, (score, rule, param) in BASELINES.items():
         cal = calibrate_scored(trained, validation, score, rule, param, target)
-        k = decide_scored(known.scored, cal)
+        k = decide_scored(known.scored, cal, known.blank)
         per_set = {}
         for set_name, d in scored_sets.items():
-            u = decide_scored(d.scored, cal)
+            u = decide_scored(d.scored, cal, d.blank)
             per_set[set_name] = {
                 "auroc": metrics.auroc(k.margin, u.margin), "detection_rate": float(u.is_unknown.mean()),
                 "macro_f1": metrics.macro_f1_open(known_labels, k.scored.pred, k.margin, u.scored.pred, u.margin,
@@ -157,13 +157,15 @@ def covariate_shift(trained: Trained, cal: Calibration, digits: torch.Tensor, la
     n = min(SCANS, len(digits))
     u8 = (digits[:n, 0] * 255).round().to(torch.uint8).numpy()
     # Made and read a few hundred at a time: thousands of sheet-sized arrays at once fragment the heap.
-    shifted["scans"] = torch.cat([as_batch(generated.scanned_digits(u8[i:i + 250], seed, range(i, min(i + 250, n))))
-                                  for i in range(0, n, 250)])
+    scans = [read_batch(generated.scanned_digits(u8[i:i + 250], seed, range(i, min(i + 250, n))))
+             for i in range(0, n, 250)]
+    shifted["scans"] = torch.cat([r.images for r in scans])
+    blank = {"scans": np.concatenate([r.blank for r in scans])}  # only the scans were read as a user's images are
     shifted["scans_in_mnist_form"] = digits[:n]
     results = {}
     for name, images in shifted.items():
         truth = labels[:len(images)]
-        d = decide(trained, cal, images, batch_size)
+        d = decide(trained, cal, images, batch_size, blank.get(name))
         correct = d.scored.pred == truth
         entry = {"n": int(len(truth)), "accuracy": float(correct.mean()), "rejection_rate": float(d.is_unknown.mean()),
                  "named_right": float((correct & ~d.is_unknown).mean()), "rejected_by": reason_shares(d),
@@ -196,7 +198,7 @@ def evaluate(trained: Trained, cal: Calibration, known_images: torch.Tensor, kno
             result.sets[s.name] = SetResult(s.name, "unknown", entry)
             continue
         # Features only where the views draw them (figures.embeddings: unseen sets): 0.5 KB an image, 50 MB for all.
-        d = decide(trained, cal, s.images, batch_size, keep_features=show and not s.seen_in_training)
+        d = decide(trained, cal, s.images, batch_size, s.blank, keep_features=show and not s.seen_in_training)
         entry.update(metrics.set_metrics(known_labels, known.scored.pred, known.margin, d.scored.pred, d.margin,
                                          classes, seed, n_boot))
         entry["named_a_digit"] = 1.0 - entry["detection_rate"]

@@ -3,9 +3,10 @@ cannot be read.
 
 Every entry is either loaded or listed in `skipped` with a one-line reason; nothing can crash the
 reader, hang it (FIFOs are never opened) or make it decode a decompression bomb. Each image goes through
-MNIST's own preprocessing (`mnist_style.to_mnist_form`): ink made white on black (detected from the
+MNIST's own preprocessing (`mnist_style.read_form`): ink made white on black (detected from the
 border, or forced with invert="yes"/"no"), cropped to the ink, fitted into 20x20 with the aspect kept,
-centred by mass in 28x28. Images already in MNIST form pass through unchanged.
+centred by mass in 28x28. Images already in MNIST form pass through unchanged. Whether anything is written at all
+is decided there, once, and travels with the images as `blank` to the answer.
 
 Choices a user may need to know:
 - Hidden entries (names starting with ".", e.g. `.DS_Store` or the output manifest that
@@ -40,7 +41,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .cli import UserError
-from .mnist_style import INVERT_CHOICES, SIDE, already_in_mnist_form, to_mnist_form
+from .mnist_style import INVERT_CHOICES, SIDE, Form, already_in_mnist_form, read_form
 
 log = logging.getLogger("osr")
 
@@ -49,8 +50,19 @@ MAX_PIXELS = 4096 * 4096
 
 
 @dataclass
-class ImageFolder:
+class Read:
+    """Images read into MNIST form."""
     images: torch.Tensor  # float32 (N, 1, 28, 28) in [0, 1]
+    blank: np.ndarray     # (N,) bool: nothing written (the image is all black); the answer is unknown, "blank"
+
+    @classmethod
+    def of(cls, forms: Sequence[Form]) -> "Read":
+        return cls(torch.from_numpy(np.stack([f.image for f in forms])).unsqueeze(1),
+                   np.array([not f.written for f in forms], dtype=bool))
+
+
+@dataclass
+class ImageFolder(Read):
     files: list[str]  # one per image: names relative to the folder (one folder read), else paths as given
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, one-line reason)
     converted: int = 0  # images that were not already in MNIST form
@@ -93,19 +105,19 @@ def load_images(inputs: Sequence[str | Path], invert: str = "auto", ignore: froz
 
 
 def _read_all(entries: list[tuple[str, Path]], where: str, invert: str) -> ImageFolder:
-    arrays, files, skipped, converted = [], [], [], 0
+    forms, files, skipped, converted = [], [], [], 0
     for (name, _), read in zip(entries, parallel_map(partial(_try_read_image, invert=invert), [p for _, p in entries])):
         if isinstance(read, str):
             skipped.append((name, read))
             continue
-        arrays.append(read[0])
+        forms.append(read[0])
         files.append(name)
         converted += read[1]
-    if not arrays:
+    if not forms:
         raise UserError(f"{where} holds no readable images; {len(skipped)} entries skipped")
-    _warn_summary(where, len(arrays), converted, skipped)
-    images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)  # (N, 1, 28, 28)
-    return ImageFolder(images=images, files=files, skipped=skipped, converted=converted)
+    _warn_summary(where, len(forms), converted, skipped)
+    read = Read.of(forms)
+    return ImageFolder(read.images, read.blank, files, skipped, converted)
 
 
 PARALLEL_FROM = 32  # images per worker: fewer are done in the calling process, where a pool costs more than it saves
@@ -177,7 +189,7 @@ def _visible_entries(folder: Path) -> list[str]:
     return sorted(n for n in names if not n.startswith("."))
 
 
-def _try_read_image(path: Path, invert: str) -> tuple[np.ndarray, bool] | str:
+def _try_read_image(path: Path, invert: str) -> tuple[Form, bool] | str:
     """_read_image's result, or the one-line reason why the file is no usable image."""
     try:
         return _read_image(path, invert)
@@ -185,13 +197,14 @@ def _try_read_image(path: Path, invert: str) -> tuple[np.ndarray, bool] | str:
         return str(err)
 
 
-def _read_image(path: Path, invert: str) -> tuple[np.ndarray, bool]:
-    """One file -> float32 (28, 28) in [0, 1] in MNIST form, and whether it had to be converted."""
+def _read_image(path: Path, invert: str) -> tuple[Form, bool]:
+    """One file -> its Form (float32 (28, 28) in [0, 1] in MNIST form, and whether anything is written), and whether
+    it had to be converted."""
     _check_regular_file(path)
     img = _decode(path)
     gray = _to_unit_gray(img)
-    form = to_mnist_form(gray, invert)
-    return form, not (img.mode == "L" and form is gray)
+    form = read_form(gray, invert)
+    return form, not (img.mode == "L" and form.image is gray)
 
 
 def _check_regular_file(path: Path) -> None:
@@ -270,7 +283,13 @@ ARRAY_SHAPES = "(H, W), (N, H, W) or (N, 1, H, W)"
 
 
 def as_batch(images, invert: str = "auto") -> torch.Tensor:
-    """What people hold -> float32 (N, 1, 28, 28) in MNIST form, each image through to_mnist_form.
+    """read_batch's images alone."""
+    return read_batch(images, invert).images
+
+
+def read_batch(images, invert: str = "auto") -> Read:
+    """What people hold -> float32 (N, 1, 28, 28) in MNIST form, each image through mnist_style.read_form, with
+    which of them are blank.
 
     Accepts a path (str or Path) to an image file, a PIL image, a NumPy array or a torch tensor of shape
     (H, W), (N, H, W) or (N, 1, H, W) (uint8 in 0-255, bool, or float in [0, 1]), or a list or tuple of
@@ -285,16 +304,16 @@ def as_batch(images, invert: str = "auto") -> torch.Tensor:
         units = [unit for item in images for unit in _units(item)]
     else:
         units = _units(images)
-    forms: list[np.ndarray | None] = [None] * len(units)
+    forms: list[Form | None] = [None] * len(units)
     square = [i for i, u in enumerate(units) if isinstance(u, np.ndarray) and u.shape == (SIDE, SIDE)]
     if square:  # MNIST-shaped arrays pass through unchanged: recognised a whole stack at a time
         ready, turned = already_in_mnist_form(np.stack([units[i] for i in square]), invert)
         for i, formed in zip(np.asarray(square)[ready], turned[ready]):
-            forms[i] = formed
+            forms[i] = Form(formed, bool(formed.any()))  # as read_form decides it for an image in MNIST form
     todo = [i for i, f in enumerate(forms) if f is None]
     for i, formed in zip(todo, parallel_map(partial(_unit_form, invert=invert), [units[i] for i in todo])):
         forms[i] = formed
-    return torch.from_numpy(np.stack(forms)).unsqueeze(1)
+    return Read.of(forms)
 
 
 def _units(item) -> list:
@@ -310,16 +329,16 @@ def _units(item) -> list:
     return list(_unit_range(item).reshape(-1, *item.shape[-2:]))
 
 
-def _unit_form(unit, invert: str) -> np.ndarray:
-    """One unit of _units -> float32 (28, 28) in MNIST form."""
+def _unit_form(unit, invert: str) -> Form:
+    """One unit of _units -> its Form."""
     if isinstance(unit, np.ndarray):
-        return to_mnist_form(unit, invert)
+        return read_form(unit, invert)
     if isinstance(unit, Image.Image):
-        return to_mnist_form(_to_unit_gray(unit), invert)
+        return read_form(_to_unit_gray(unit), invert)
     path = Path(unit)
     try:
         _check_regular_file(path)
-        return to_mnist_form(_to_unit_gray(_decode(path)), invert)
+        return read_form(_to_unit_gray(_decode(path)), invert)
     except _Unreadable as err:
         raise ValueError(f"cannot read image {path}: {err}") from None
 

@@ -6,6 +6,8 @@ writing.py's question; the fast kernels the reading uses are kernels.py's.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image
 
@@ -110,8 +112,25 @@ def already_in_mnist_form(grays: np.ndarray, invert: str = "auto") -> tuple[np.n
     return mnist_shaped(turned), turned
 
 
+class Form(NamedTuple):
+    """An image read into MNIST form: the 28x28 image, and whether anything is written in it (False: blank paper,
+    dust or only a form's printed lines; the image is then all black)."""
+    image: np.ndarray
+    written: bool
+
+
+def nothing_written() -> Form:
+    """A blank image: all black (a new array each time, so callers may change it)."""
+    return Form(np.zeros((SIDE, SIDE), np.float32), False)
+
+
 def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
-    """Any grayscale image (H, W) float in [0, 1] -> float32 (28, 28) as MNIST is.
+    """read_form's image alone."""
+    return read_form(gray, invert).image
+
+
+def read_form(gray: np.ndarray, invert: str = "auto") -> Form:
+    """Any grayscale image (H, W) float in [0, 1] -> float32 (28, 28) as MNIST is, and whether anything is written.
 
     Ink is made white on black (`invert`: auto detects dark ink from the border, yes/no force it), the
     background level is taken off and the ink stretched to full white (an image with nothing above its grain is
@@ -119,7 +138,8 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     grain is filtered out of large images,
     faint residue (below INK_FLOOR) is cleared, and the ink is cropped (to the box of its strong strokes plus a
     margin), fitted into 20x20 with the aspect kept and centred by mass (normalise_ink). An image that is
-    already MNIST-shaped (is_mnist_shaped) is returned unchanged.
+    already MNIST-shaped (is_mnist_shaped) is returned unchanged, written when it has any ink. A blank image is
+    all black; `written` is where that is decided, and what every later step reads (never the pixels).
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
@@ -128,26 +148,26 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     if invert == "yes" or (invert == "auto" and ink_is_dark(ring)):
         gray, ring = 1.0 - gray, 1.0 - ring  # the same ring as border(1 - gray), element for element
     if is_mnist_shaped(gray):
-        return gray
+        return Form(gray, bool(gray.any()))
     background = float(np.median(ring))
     grain = 1.4826 * float(np.median(np.abs(ring - background)))  # the paper's noise, robustly
     peak = high_percentile(gray, 99.9)
     if peak - background < max(MIN_CONTRAST, GRAIN_SIGMAS * grain):  # nothing darker than the paper's own grain
-        return whole_image(gray) if roughness(gray) > TEXTURE else np.zeros((SIDE, SIDE), np.float32)
+        return Form(whole_image(gray), True) if roughness(gray) > TEXTURE else nothing_written()
     ink = np.clip((gray - background) / (peak - background), 0.0, 1.0)
     if not has_writing(ink):  # before the grain filter, which would erase a printed line 1 px thin
-        return np.zeros((SIDE, SIDE), np.float32)
+        return nothing_written()
     pad = max(1, round(0.03 * max(ink.shape)))  # the strokes' soft edges around the strong part
     if min(ink.shape) >= DENOISE_FROM:  # sensor grain and JPEG specks; strokes there are several pixels wide
         ink = _median3_near_strokes(ink, reach=pad)
     ink[ink < INK_FLOOR] = 0.0
     rows, cols = rows_and_columns(ink >= STROKE)
     if rows.size == 0:  # the grain filter took what strong ink there was
-        return np.zeros((SIDE, SIDE), np.float32)
+        return nothing_written()
     box = ink[max(rows[0] - pad, 0):rows[-1] + pad + 1, max(cols[0] - pad, 0):cols[-1] + pad + 1]
     out = normalise_ink(Image.fromarray(np.ascontiguousarray(box)))  # float32 -> mode F
     top = out.max()
-    return out / top if top > 0 else out  # a thin stroke shrunk to 20 px stays as bright as MNIST's
+    return Form(out / top, True) if top > 0 else nothing_written()  # a thin stroke shrunk to 20 px stays as bright as MNIST's
 
 
 def roughness(gray: np.ndarray) -> float:

@@ -71,18 +71,16 @@ BLANK = "blank"  # the reason given for an image with nothing written in it
 @dataclass
 class Decisions:
     """A scored set with its decision: score, the threshold of the predicted class, the margin, and which part of
-    the decision was the largest (gates.py). An image with no ink at all (nothing written once the paper, dust and
-    printed lines were taken off) is unknown whatever its score: its margin is +inf and its reason "blank"; any
-    other unknown's reason names the evidence of the part that decided it ("far from every class", ...)."""
+    the decision was the largest (gates.py). An image the reading found blank (nothing written once the paper, dust
+    and printed lines were taken off: images.Read.blank) is unknown whatever its score: its margin is +inf and its
+    reason "blank"; any other unknown's reason names the evidence of the part that decided it ("far from every
+    class", ...)."""
     scored: Scored
     score: np.ndarray
     threshold: np.ndarray
     deciding: np.ndarray        # (N,) index of the deciding part in gates.parse_gates(score name)
     part_reasons: list[str]     # the reason each part gives
-
-    @property
-    def blank(self) -> np.ndarray:
-        return self.scored.blank if self.scored.blank is not None else np.zeros(len(self.score), bool)
+    blank: np.ndarray           # (N,) bool, as the reading decided it
 
     @property
     def margin(self) -> np.ndarray:
@@ -104,17 +102,23 @@ class Decisions:
         return ["unknown" if u else str(int(p)) for p, u in zip(self.scored.pred, self.is_unknown)]
 
 
-def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size: int, keep_recon: bool = False,
-           keep_features: bool = False, show_progress: bool = False) -> Decisions:
+def decide(trained: Trained, cal: Calibration, images: torch.Tensor, batch_size: int, blank: np.ndarray | None = None,
+           keep_recon: bool = False, keep_features: bool = False, show_progress: bool = False) -> Decisions:
+    """`blank`: which images the reading found blank (images.Read.blank); None for images that were never read from
+    outside (MNIST's, generated ones), none of which is blank."""
     scored = score_images(trained.model, images, trained.known_classes, trained.device, batch_size,
                           keep_recon=keep_recon, keep_features=keep_features, show_progress=show_progress)
-    return decide_scored(scored, cal)
+    return decide_scored(scored, cal, blank)
 
 
-def decide_scored(scored: Scored, cal: Calibration) -> Decisions:
-    """The decision of a calibration on images already scored (any calibration of the same model)."""
+def decide_scored(scored: Scored, cal: Calibration, blank: np.ndarray | None = None) -> Decisions:
+    """The decision of a calibration on images already scored (any calibration of the same model); `blank` as for
+    decide."""
     score, deciding = gates.decide(scored, cal.score, cal.normalisation)
-    return Decisions(scored, score, cal.thresholds_for(scored.pred), deciding, part_reasons(cal.score))
+    blank = np.zeros(len(scored), bool) if blank is None else np.asarray(blank, bool)
+    if len(blank) != len(scored):
+        raise ValueError(f"{len(blank)} blank flags for {len(scored)} images")
+    return Decisions(scored, score, cal.thresholds_for(scored.pred), deciding, part_reasons(cal.score), blank)
 
 
 def calibrate_on_validation(trained: Trained, data_dir: str | Path, score: str, rule: str, param: float | None,

@@ -75,7 +75,6 @@ class Scored:
     """What the network says about a set of images (numpy arrays, one entry per image)."""
     pred: np.ndarray                                   # predicted class label (from the known classes)
     components: dict[str, np.ndarray]                  # each component score
-    blank: np.ndarray | None = None                    # (N,) bool: no ink at all, nothing written (None: none)
     recon: np.ndarray | None = None                    # (N, 28, 28) reconstructions, if kept
     features: np.ndarray | None = None                 # (N, latent_dim), if kept
 
@@ -101,13 +100,12 @@ def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], 
                          "convert other images with osr_core.images.as_batch")
     model.eval()
     classes = torch.tensor(known_classes)
-    preds, recons, feats, blanks = [], [], [], []
+    preds, recons, feats = [], [], []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in model_components(model)}
     for start in tqdm(range(0, len(images), batch_size), desc="scoring", disable=not show_progress, leave=False):
         x = images[start:start + batch_size].to(device)
         out = model(x)
         preds.append(classes[out.logits.argmax(1).cpu()])
-        blanks.append(x.flatten(1).amax(1).cpu() == 0)
         for name in model_components(model):
             parts[name].append(COMPONENTS[name](out, x).float().cpu())
         if keep_recon:
@@ -118,7 +116,6 @@ def score_images(model: OSRNet, images: torch.Tensor, known_classes: list[int], 
     return Scored(
         pred=cat(preds, np.zeros(0, dtype=np.int64)),
         components={name: cat(v, np.zeros(0, dtype=np.float32)) for name, v in parts.items()},
-        blank=cat(blanks, np.zeros(0, dtype=bool)),
         recon=cat(recons, np.zeros((0, 28, 28), dtype=np.float32)) if keep_recon else None,
         features=cat(feats, None) if keep_features else None,
     )

@@ -15,7 +15,7 @@ import torch
 
 from . import characters, data, forms, generated
 from .cli import UserError
-from .images import as_batch, load_image_folder
+from .images import load_image_folder, read_batch
 from .letters import MANIFEST_FILE, read_manifest
 
 log = logging.getLogger("osr")
@@ -29,6 +29,7 @@ class UnknownSet:
     reason: str = ""                    # why unavailable
     seen_in_training: bool = False      # outlier exposure or tuning on it: never reported as unseen
     names: list[str] | None = None      # per-image names for contact sheets (file names), if any
+    blank: np.ndarray | None = None     # (N,) which images the reading found blank (images.Read); None: never read
 
     @property
     def available(self) -> bool:
@@ -57,11 +58,11 @@ def letter_sets(letters_dir: str | Path) -> list[UnknownSet]:
     manifest = read_manifest(letters_dir)
     clean = [i for i, f in enumerate(folder.files)
              if f in manifest and not manifest[f]["digit_like"]]  # parsed once, by letters.read_manifest
-    letters = UnknownSet("letters", all_desc, images=folder.images, names=folder.files)
+    letters = UnknownSet("letters", all_desc, images=folder.images, names=folder.files, blank=folder.blank)
     if not manifest:
         return [letters, UnknownSet("letters_no_digit_like", clean_desc, reason=f"no manifest.csv in {letters_dir}")]
     return [letters, UnknownSet("letters_no_digit_like", clean_desc, images=folder.images[clean],
-                                names=[folder.files[i] for i in clean])]
+                                names=[folder.files[i] for i in clean], blank=folder.blank[clean])]
 
 
 CHARACTERS_PER_GLYPH = 4
@@ -94,15 +95,15 @@ NO_DIGIT_CHUNK = 250
 
 def no_digit_set(seed: int, n: int = NO_DIGIT_IMAGES) -> UnknownSet:
     """Form fields with nothing written in them (forms.py), read through the same preprocessing as a user's images."""
-    images, kinds = [], []
+    read, kinds = [], []
     for start in range(0, n, NO_DIGIT_CHUNK):  # made and read a few hundred at a time: all the sheets are 150 MB
         sheets, chunk_kinds = forms.no_digit_images(n, seed, range(start, min(start + NO_DIGIT_CHUNK, n)))
-        images.append(as_batch(sheets))
+        read.append(read_batch(sheets))
         kinds += chunk_kinds
-    images = torch.cat(images)
     return UnknownSet("no_digit", "form fields with nothing written: blank paper of any size, level and grain, "
                       "specks of dust, printed ruling, boxes and combs (forms.py), read as a user's images are",
-                      images=images, names=[f"{k}_{i:05d}" for i, k in enumerate(kinds)])
+                      images=torch.cat([r.images for r in read]), names=[f"{k}_{i:05d}" for i, k in enumerate(kinds)],
+                      blank=np.concatenate([r.blank for r in read]))
 
 
 def extra_set(name: str, folder: str) -> UnknownSet:
@@ -111,7 +112,7 @@ def extra_set(name: str, folder: str) -> UnknownSet:
         loaded = load_image_folder(folder)
     except UserError as err:
         return UnknownSet(name, description, reason=str(err))
-    return UnknownSet(name, description, images=loaded.images, names=loaded.files)
+    return UnknownSet(name, description, images=loaded.images, names=loaded.files, blank=loaded.blank)
 
 
 def held_out_digits(data_dir: str, known_classes: list[int]) -> UnknownSet:

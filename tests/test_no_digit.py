@@ -15,7 +15,7 @@ from benchmarks import reading_before
 from osr_core import data, forms, generated, images
 from osr_core.images import as_batch, load_images
 from osr_core.kernels import high_percentile, median3, median3_pil
-from osr_core.mnist_style import to_mnist_form
+from osr_core.mnist_style import Form, read_form, to_mnist_form
 from osr_core.writing import has_writing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,8 @@ def _no_writing() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("name", list(_no_writing()))
 def test_an_image_with_nothing_written_becomes_empty(name):
-    assert not to_mnist_form(_no_writing()[name]).any()
+    form = read_form(_no_writing()[name])
+    assert not form.written and not form.image.any()
 
 
 def test_a_digit_on_a_form_is_still_read(data_dir):
@@ -109,6 +110,28 @@ def test_blank_inputs_are_answered_unknown_with_the_reason_everywhere(trained_ru
     assert [(r["answer"], r["reason"], r["margin"]) for r in records] == [("unknown", "blank", None)] * len(fields)
 
 
+def test_blank_is_the_readings_word_not_the_pixels(trained_run, monkeypatch):
+    """The reading decides blank once and the flag travels to the answer: an image it calls blank is answered
+    blank whatever its pixels, and a black image that was never read (MNIST's own, generated sets) is scored like
+    any other. A later step that re-derived blank from the pixels fails both."""
+    from osr_core import OpenSetRecognizer, mnist_style, pipeline
+    recognizer = OpenSetRecognizer.load(trained_run["checkpoint"], trained_run["thresholds"], device="cpu")
+    digit = _paper(60, 40)
+    digit[8:52, 18:22] = 0.1                                        # a 1, read as writing
+    black = np.zeros((1, 1, 28, 28), np.float32)
+    assert recognizer.predict([digit]).reasons != ["blank"]
+    read_form = mnist_style.read_form
+    monkeypatch.setattr(images, "read_form", lambda gray, invert: mnist_style.Form(read_form(gray, invert).image, False))
+    said_blank = recognizer.predict([digit])                        # the reading's word, though the image has ink
+    assert said_blank.reasons == ["blank"] and said_blank.answers == ["unknown"] and np.isinf(said_blank.margins).all()
+    monkeypatch.undo()
+    never_read = pipeline.decide(recognizer.trained, recognizer.calibration, torch.from_numpy(black), 8)
+    assert not never_read.blank.any() and np.isfinite(never_read.margin).all() and never_read.reasons != ["blank"]
+    assert recognizer.predict(black).reasons == ["blank"]          # the same black image, read, is blank
+    with pytest.raises(ValueError, match="blank flags"):
+        pipeline.decide_scored(never_read.scored, recognizer.calibration, np.zeros(2, bool))
+
+
 def test_digits_keep_their_answers_and_no_reason(trained_run, data_dir):
     from osr_core import OpenSetRecognizer
     recognizer = OpenSetRecognizer.load(trained_run["checkpoint"], trained_run["thresholds"], device="cpu")
@@ -157,12 +180,15 @@ def test_reading_on_every_core_gives_the_images_of_the_per_image_path_as_it_was(
     fast_files, fast_arrays, fast_folder = as_batch(files), as_batch(arrays), load_images([folder]).images
     # The per-image path as it was: one image at a time, in this process, with the preprocessing before it was fast.
     monkeypatch.setattr(images, "PARALLEL_FROM", 10 ** 9)
-    monkeypatch.setattr(images, "to_mnist_form", reading_before.to_mnist_form)
+    before = lambda gray, invert: (lambda image: Form(image, bool(image.any())))(reading_before.to_mnist_form(gray, invert))
+    monkeypatch.setattr(images, "read_form", before)
     assert torch.equal(fast_files, as_batch(files))
     assert torch.equal(fast_folder, load_images([folder]).images)
     one_at_a_time = torch.cat([as_batch(a) for a in arrays])
     assert torch.equal(fast_arrays, one_at_a_time)
-    assert fast_arrays.flatten(1).amax(1).eq(0).sum() >= 30          # the blanks are blank, the scans are not
+    monkeypatch.undo()
+    blank = images.read_batch(arrays).blank                          # the blanks are blank, the scans are not
+    assert blank.sum() >= 30 and np.array_equal(blank, fast_arrays.flatten(1).amax(1).eq(0).numpy())
     for gray in arrays[:40]:
         for invert in ("yes", "no"):                                 # the wrong polarity too: other paths inside
             assert np.array_equal(to_mnist_form(gray, invert), reading_before.to_mnist_form(gray, invert))

@@ -12,10 +12,13 @@ scratch, never made by refitting heads on the checkpoint's features.
 How the judge is built is a FoldScheme: how many classes a fold holds out, and how long each auxiliary model
 trains (never longer, nor on more images, than the checkpoint itself). A judge must be as strong as what it
 judges; `make benchmark-folds` measures schemes on design partitions of the digits (benchmarks/folds.py).
-Auxiliary checkpoints are kept in a folder and reused while the recipe they record is exactly the one asked for.
+Auxiliary checkpoints are kept in a folder and reused while the recipe they record is exactly the one asked for;
+beside each, its evidence (the model's scores on the validation digits), reused while it was computed from that very
+file by this scoring code.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +29,7 @@ import torch
 
 from . import data
 from .cli import UserError
-from .io import save_checkpoint
+from .io import atomic_write_bytes, save_checkpoint, sha256_file, torch_bytes
 from .models import model_from_checkpoint
 from .scores import Scored, score_images
 from .recipe import Recipe, reusable_checkpoint
@@ -113,7 +116,7 @@ def fold_model(recipe: Recipe, path: Path, data_dir: str | Path, device: torch.d
     if checkpoint is None:
         log.info("leave-classes-out: training on %s (%s epochs, %s images)", list(recipe.known_classes), recipe.epochs,
                  recipe.train_limit or "all")
-        checkpoint = fit(recipe, data_dir, device)
+        checkpoint = fit(recipe, data_dir, device, validate=False)  # leave_classes_out scores it there itself
         save_checkpoint(path, checkpoint)
     return model_from_checkpoint(checkpoint, device)
 
@@ -121,6 +124,47 @@ def fold_model(recipe: Recipe, path: Path, data_dir: str | Path, device: torch.d
 def fold_path(folder: str | Path, held_out: Sequence[int], seed: int) -> Path:
     """Where the auxiliary model of a fold and training seed is kept."""
     return Path(folder) / f"fold-{''.join(map(str, sorted(held_out)))}-seed{seed}.pt"
+
+
+# What fold evidence depends on besides the model file: the code that computes the scores.
+SCORING_CODE = [Path(__file__).with_name(name) for name in ("scores.py", "models.py")]
+
+
+def evidence_path(model_path: Path) -> Path:
+    """Where a fold model's evidence is kept: beside it."""
+    return model_path.with_suffix(".evidence")
+
+
+def _evidence_key(model_path: Path, device: torch.device, batch_size: int) -> dict:
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in SCORING_CODE)).hexdigest()
+    return {"model_sha256": sha256_file(model_path), "scoring_code": code, "device": device.type, "batch_size": batch_size}
+
+
+def _scored_to_dict(s: Scored) -> dict:
+    return {"pred": torch.from_numpy(s.pred), "components": {k: torch.from_numpy(v) for k, v in s.components.items()}}
+
+
+def _scored_from_dict(d: dict) -> Scored:
+    return Scored(pred=d["pred"].numpy(), components={k: v.numpy() for k, v in d["components"].items()})
+
+
+def fold_evidence(model: torch.nn.Module, model_path: Path, classes: list[int], known_images: torch.Tensor,
+                  unknown_images: torch.Tensor, device: torch.device, batch_size: int) -> tuple[Scored, Scored]:
+    """The fold model's scores on its known and its held-out validation digits: read from beside the model when
+    they were computed from this very file (its SHA-256), by this scoring code, on this kind of device and batch
+    size, else computed now and kept there. The validation split is the code's own (leave_classes_out checks it)."""
+    path, key = evidence_path(model_path), _evidence_key(model_path, device, batch_size)
+    try:
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+        if kept["key"] == key and len(kept["known"]["pred"]) == len(known_images) \
+                and len(kept["unknown"]["pred"]) == len(unknown_images):
+            return _scored_from_dict(kept["known"]), _scored_from_dict(kept["unknown"])
+    except Exception:  # none yet, or unreadable: computed again
+        pass
+    known = score_images(model, known_images, classes, device, batch_size)
+    unknown = score_images(model, unknown_images, classes, device, batch_size)
+    atomic_write_bytes(path, torch_bytes({"key": key, "known": _scored_to_dict(known), "unknown": _scored_to_dict(unknown)}))
+    return known, unknown
 
 
 def leave_classes_out(recipe: Recipe, val_indices: torch.Tensor, data_dir: str | Path, folder: str | Path,
@@ -142,11 +186,12 @@ def leave_classes_out(recipe: Recipe, val_indices: torch.Tensor, data_dir: str |
         held_out = sorted(int(c) for c in held_out)
         for model_seed in seeds or (recipe.seed,):
             fr = fold_recipe(recipe, held_out, scheme, model_seed)
-            model = fold_model(fr, fold_path(folder, held_out, model_seed), data_dir, device)
+            path = fold_path(folder, held_out, model_seed)
+            model = fold_model(fr, path, data_dir, device)
             kept = torch.isin(val_labels, torch.tensor(fr.known_classes))
             out = torch.isin(val_labels, torch.tensor(held_out))
-            known = score_images(model, val_images[kept], list(fr.known_classes), device, batch_size)
-            unknown = score_images(model, val_images[out], list(fr.known_classes), device, batch_size)
+            known, unknown = fold_evidence(model, path, list(fr.known_classes), val_images[kept], val_images[out],
+                                           device, batch_size)
             accuracy = float((known.pred == val_labels[kept].numpy()).mean())
             result.append(Fold(held_out, fr, known, unknown, accuracy))
             log.info("leave-classes-out: held out %s (seed %d), validation accuracy %.4f on the rest", held_out,

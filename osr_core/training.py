@@ -272,10 +272,12 @@ def restore_resume_state(path: Path, recipe: Recipe, model, optimizer, scheduler
 
 
 def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World = World(),
-        resume_path: Path | None = None, show_progress: bool = False, on_epoch=None) -> dict:
+        resume_path: Path | None = None, show_progress: bool = False, on_epoch=None, validate: bool = True) -> dict:
     """Trains as the recipe says and returns the checkpoint. With `resume_path`, the state after every epoch but
     the last is kept there, and a state found there is resumed. `on_epoch(model, stats)` is called on rank 0
-    after every epoch (stats hold the epoch's loss, accuracies and training seconds so far)."""
+    after every epoch (stats hold the epoch's loss, accuracies and training seconds so far). Without `validate`,
+    no epoch is scored on the validation split (its accuracy is None): for a caller that scores the finished model
+    there itself. The weights are the same either way."""
     seed_everything(recipe.seed)
     d = split(recipe, data_dir)
     known = d.known
@@ -303,12 +305,13 @@ def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World
                                 epoch=epoch, show_progress=world.is_main and show_progress, world=world)
         epoch_seconds = time.perf_counter() - started
         seconds += epoch_seconds
-        stats["val_accuracy"] = accuracy(model, d.val_images, d.val_labels, known, device)
+        stats["val_accuracy"] = accuracy(model, d.val_images, d.val_labels, known, device) if validate else None
         stats.update(epoch=epoch, train_seconds=seconds)
         history.append(stats)
         if world.is_main:
-            log.info("epoch %d: loss %.4f  train acc %.4f  val acc %.4f  (%.0fs, %.0f images/s)", epoch, stats["loss"],
-                     stats["train_accuracy"], stats["val_accuracy"], seconds, len(d.train_images) / epoch_seconds)
+            val = "" if stats["val_accuracy"] is None else f"  val acc {stats['val_accuracy']:.4f}"
+            log.info("epoch %d: loss %.4f  train acc %.4f%s  (%.0fs, %.0f images/s)", epoch, stats["loss"],
+                     stats["train_accuracy"], val, seconds, len(d.train_images) / epoch_seconds)
             if on_epoch is not None:
                 on_epoch(model, stats)
         if epoch < recipe.epochs and resume_path is not None:

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from osr_core import data, leave_out
+from osr_core.io import load_checkpoint
 from osr_core.judge import BOOTSTRAP, FoldJudge, Resamples, compare, resolution
 from osr_core.leave_out import Fold
+from osr_core.models import model_from_checkpoint
 from osr_core.recipe import Recipe
-from osr_core.scores import Scored
+from osr_core.scores import Scored, score_images
 
 ENERGY = ("energy", ())
 N_UNKNOWN = 500  # one unknown moved from below every known to above them all is worth 1/500 = 0.002 of AUROC
@@ -93,6 +95,14 @@ def test_a_fold_model_is_reused_only_for_its_own_recipe_and_seed(data_dir, tmp_p
     assert trained == [(0, 6e-3), (1, 6e-3)]
     assert np.array_equal(again[1].known.components["energy"], first[0].known.components["energy"])
     judge(recipe, [2])                                  # another seed
-    judge(replace(recipe, lr=3e-3), [0])                # another recipe, same seed and file name
+    other = judge(replace(recipe, lr=3e-3), [0])        # another recipe, same seed and file name
     assert trained[2:] == [(2, 6e-3), (0, 3e-3)]
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["fold-2-seed0.pt", "fold-2-seed1.pt", "fold-2-seed2.pt"]
+    # The evidence kept beside a model is its own: the retrained model's scores, not those kept for the file before.
+    assert not np.array_equal(other[0].known.components["energy"], first[0].known.components["energy"])
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "fold-2-seed0.pt"), torch.device("cpu"))
+    fresh = score_images(model, data.to_float(data.validation_digits(*data.load_mnist(data_dir, train=True),
+                                                                     data.validation_indices(), (0, 1))[0]),
+                         [0, 1], torch.device("cpu"), 1024)
+    kept = judge(replace(recipe, lr=3e-3), [0])[0].known  # read from beside the model
+    assert all(np.array_equal(kept.components[k], fresh.components[k]) for k in fresh.components)

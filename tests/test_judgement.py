@@ -67,7 +67,7 @@ def test_stage_2_uses_a_shipped_judgement_of_its_recipe_and_trains_no_fold(train
     scheme = leave_out.FoldScheme(flags.fold_size, flags.fold_epochs or None, flags.fold_images or None)
     recipe = recorded_recipe(load_checkpoint(trained_run["checkpoint"]))
     folds = leave_out.leave_classes_out(recipe, data.validation_indices(), data_dir, trained_run["root"] / "leave_out",
-                                        scheme, torch.device("cpu"))
+                                        scheme, torch.device("cpu"), batch_size=flags.batch_size)  # stage 2's evidence
     shipped = tmp_path / "judgements"
     shipped.mkdir()
     monkeypatch.setattr(judgement, "JUDGEMENTS", shipped)

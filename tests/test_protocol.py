@@ -59,7 +59,7 @@ def test_a_model_is_reused_only_when_every_field_of_its_recipe_matches(data_dir,
 def test_a_leave_classes_out_model_is_trained_again_when_its_recipe_differs(tmp_path, monkeypatch):
     trained = []
 
-    def fit(recipe, data_dir, device):
+    def fit(recipe, data_dir, device, validate=True):
         trained.append(recipe)
         return {"recipe": recipe.to_dict()}
     monkeypatch.setattr(leave_out, "fit", fit)

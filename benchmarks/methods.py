@@ -143,10 +143,12 @@ def operating_point(fold: Fold, model, near: str, images: torch.Tensor, labels: 
             "far_rejected": min(1 - accepted(s) for s in far.values())}
 
 
-def spread(values) -> dict:
-    values = [float(v) for v in values]
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "per_seed": values}
+def spread(per_seed) -> dict:
+    """A figure over seeds (a list, or a mapping seed -> figure, kept as given): mean, standard deviation (n - 1; 0
+    for one seed) and range."""
+    v = [float(x) for x in (per_seed.values() if isinstance(per_seed, dict) else per_seed)]
+    return {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "min": min(v),
+            "max": max(v), "per_seed": per_seed if isinstance(per_seed, dict) else v}
 
 
 def judged(recipe: Recipe, folder: Path, groups, seeds: list[int], args, images, labels) -> dict:

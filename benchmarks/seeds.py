@@ -20,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import compute_class_reconstruction_errors  # noqa: E402
 import evaluate_osr  # noqa: E402
 import train  # noqa: E402
+from benchmarks.methods import spread as over_seeds  # noqa: E402
 from osr_core import cli  # noqa: E402
 from osr_core.io import write_json  # noqa: E402
 from osr_core.recipe import reusable_checkpoint  # noqa: E402
@@ -100,9 +100,7 @@ def spread(per_seed: dict[int, dict]) -> list[dict]:
         values = {s: figure(m, path) for s, m in per_seed.items()}
         if any(v is None for v in values.values()):
             continue
-        v = np.array(list(values.values()), dtype=np.float64)
-        rows.append({"row": label, "per_seed": values, "mean": float(v.mean()), "sd": float(v.std(ddof=1)),
-                     "min": float(v.min()), "max": float(v.max())})
+        rows.append({"row": label, **over_seeds(values)})
     return rows
 
 

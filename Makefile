@@ -9,7 +9,8 @@ DEVICE     ?= auto
 RUN        := $(PY)
 
 .PHONY: reproduce test install data system-data system-browser train calibrate score-test letters score-letters evaluate \
-        benchmark-osr benchmark-crosr benchmark-methods benchmark-seeds benchmark-folds judge bench clean
+        benchmark-osr benchmark-crosr benchmark-methods benchmark-seeds benchmark-folds benchmark-outlier-exposure judge \
+        bench clean
 
 reproduce: install data
 	$(MAKE) train calibrate score-test letters score-letters evaluate
@@ -98,6 +99,10 @@ benchmark-methods: install data
 SEEDS ?= 0,1,2
 benchmark-seeds: install data letters
 	$(RUN) benchmarks/seeds.py --seeds $(SEEDS) --data-dir $(DATA) --letters-dir $(ART)/letters --out-dir $(ART)/seeds
+
+# Why outlier exposure breaks the classifier: short trainings that differ only in their negatives or how they are normalised.
+benchmark-outlier-exposure: install data
+	$(RUN) benchmarks/outlier_exposure.py --data-dir $(DATA) --out-dir $(ART)/outlier_exposure
 
 # How strong a near-digit judge must be: fold schemes measured on design partitions of the digits (not protocol splits).
 benchmark-folds: install data

@@ -161,7 +161,7 @@ def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, lette
 
     first, second = files("a"), files("b")
     assert list(first)[:6] == ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv",
-                               "osr/metrics.json", "osr/report.md"] and len(first) == 6 + 2   # and 2 fold models
+                               "osr/metrics.json", "osr/report.md"] and len(first) == 6 + 4   # 2 fold models, their evidence
     assert list(first) == list(second)
     for name in first:
         assert first[name] == second[name], name

@@ -41,7 +41,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .cli import UserError
-from .mnist_style import INVERT_CHOICES, SIDE, Form, already_in_mnist_form, read_form
+from .mnist_style import INVERT_CHOICES, SIDE, Form, already_in_mnist_form, as_it_is, read_form
 
 log = logging.getLogger("osr")
 
@@ -309,7 +309,7 @@ def read_batch(images, invert: str = "auto") -> Read:
     if square:  # MNIST-shaped arrays pass through unchanged: recognised a whole stack at a time
         ready, turned = already_in_mnist_form(np.stack([units[i] for i in square]), invert)
         for i, formed in zip(np.asarray(square)[ready], turned[ready]):
-            forms[i] = Form(formed, bool(formed.any()))  # as read_form decides it for an image in MNIST form
+            forms[i] = as_it_is(formed)
     todo = [i for i, f in enumerate(forms) if f is None]
     for i, formed in zip(todo, parallel_map(partial(_unit_form, invert=invert), [units[i] for i in todo])):
         forms[i] = formed

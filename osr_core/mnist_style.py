@@ -119,6 +119,11 @@ class Form(NamedTuple):
     written: bool
 
 
+def as_it_is(image: np.ndarray) -> Form:
+    """An image already in MNIST form, read as it is: written when it has any ink."""
+    return Form(image, bool(image.any()))
+
+
 def nothing_written() -> Form:
     """A blank image: all black (a new array each time, so callers may change it)."""
     return Form(np.zeros((SIDE, SIDE), np.float32), False)
@@ -148,7 +153,7 @@ def read_form(gray: np.ndarray, invert: str = "auto") -> Form:
     if invert == "yes" or (invert == "auto" and ink_is_dark(ring)):
         gray, ring = 1.0 - gray, 1.0 - ring  # the same ring as border(1 - gray), element for element
     if is_mnist_shaped(gray):
-        return Form(gray, bool(gray.any()))
+        return as_it_is(gray)
     background = float(np.median(ring))
     grain = 1.4826 * float(np.median(np.abs(ring - background)))  # the paper's noise, robustly
     peak = high_percentile(gray, 99.9)

@@ -24,6 +24,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +43,6 @@ OE_FRACTION = 0.25
 MEASURED_NEGATIVES = 2000
 
 
-def one_family(family):
-    """Negatives of one family alone, drawn as training_negatives draws them."""
-    def make(x, labels, n, generator):
-        pick = torch.randint(len(x), (n,), generator=generator)
-        return family(x[pick], labels[pick], torch.rand(n, 4, generator=generator))
-    return make
-
-
 def pixel_shuffles(x, labels, n, generator):
     """Training digits with every pixel moved at random: a transformation of the training split that is no digit."""
     flat = x[torch.randint(len(x), (n,), generator=generator)].flatten(1)
@@ -65,8 +58,8 @@ def whole_batch_statistics(model, rows):
 RUNS = [
     ("no outlier exposure", None, None, None),
     ("chimeras and overlays (train.py's negatives)", None, None, 0.5),
-    ("chimeras alone", one_family(outliers.chimeras), None, 0.5),
-    ("overlays alone", one_family(outliers.overlays), None, 0.5),
+    ("chimeras alone", partial(outliers.training_negatives, families=(outliers.chimeras,)), None, 0.5),
+    ("overlays alone", partial(outliers.training_negatives, families=(outliers.overlays,)), None, 0.5),
     ("pixel-shuffled digits", pixel_shuffles, None, 0.5),
     ("chimeras and overlays, normalised with the whole batch", None, whole_batch_statistics, 0.5),
     ("chimeras and overlays, a tenth of the weight", None, None, 0.05),

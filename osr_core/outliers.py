@@ -233,15 +233,17 @@ def smooth_blobs(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).unsqueeze(1)
 
 
-def training_negatives(x: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """n negatives from a training batch (x: (B, 1, 28, 28), labels (B,)): chimeras and overlays, half each,
-    of batch images drawn at random, each paired with another drawn image of a different class."""
+def training_negatives(x: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator,
+                       families=None) -> torch.Tensor:
+    """n negatives from a training batch (x: (B, 1, 28, 28), labels (B,)): of batch images drawn at random, each
+    paired with another drawn image of a different class, an equal share of each family (default: chimeras and
+    overlays, half each)."""
+    families = families or (chimeras, overlays)
     pick = torch.randint(len(x), (n,), generator=generator)
     u = torch.rand(n, 4, generator=generator)
     base, base_labels = x[pick], labels[pick]
-    half = n // 2
-    return torch.cat([chimeras(base[:half], base_labels[:half], u[:half]),
-                      overlays(base[half:], base_labels[half:], u[half:])])
+    cuts = [n * i // len(families) for i in range(len(families) + 1)]
+    return torch.cat([family(base[a:b], base_labels[a:b], u[a:b]) for family, a, b in zip(families, cuts, cuts[1:])])
 
 
 def negatives_from(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:

@@ -66,8 +66,16 @@ def read_idx(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+_MD5_SEEN: dict[tuple, str] = {}  # (path, size, mtime) -> MD5: every stage verifies MNIST before each load, several
+                                   # loads a run; a file is hashed again only when it has been written since
+
+
 def md5_file(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _MD5_SEEN:
+        _MD5_SEEN[key] = hashlib.md5(path.read_bytes()).hexdigest()
+    return _MD5_SEEN[key]
 
 
 def bad_files(raw_dir: Path, expected: dict[str, str]) -> list[str]:

@@ -3,11 +3,14 @@ confusion matrix, margin histograms and contact sheets of what was rejected and 
 curves of every set; t-SNE and PCA of the encoder's features. report.md links them by these names."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import metrics, plots
 from .dumps import SHEET_LEGEND
 from .evaluation import EvaluationResult, SetResult
+from .images import parallel_map
 
 SHEET_SIZE = 32
 EMBED_KNOWN, EMBED_PER_SET = 1000, 200  # t-SNE on ~3,000 points: a readable picture in a few seconds
@@ -66,8 +69,10 @@ def embeddings(result: EvaluationResult, seed: int) -> dict[str, bytes]:
 def write(outputs, result: EvaluationResult, classes: list[int], seed: int, with_embeddings: bool = True) -> None:
     """Stages every picture through the stage's outputs (io.StageOutputs)."""
     available = {n: s for n, s in result.sets.items() if s.decisions is not None}
-    for s in available.values():
-        for name, png in set_pictures(result, s, classes).items():
+    # Drawing is Matplotlib's Python, a second a set: on every core, one set at a time (NumPy arrays in, PNGs out).
+    for pictures in parallel_map(functools.partial(set_pictures, result, classes=classes), list(available.values()),
+                                 min_per_worker=2):
+        for name, png in pictures.items():
             outputs.write_bytes(name, png)
     if available:
         known = result.known.decisions.margin

@@ -123,15 +123,15 @@ def _read_all(entries: list[tuple[str, Path]], where: str, invert: str) -> Image
 PARALLEL_FROM = 32  # images per worker: fewer are done in the calling process, where a pool costs more than it saves
 
 
-def parallel_map(fn, items: Sequence) -> list:
-    """[fn(item) for item in items], in order, on every core for large inputs.
+def parallel_map(fn, items: Sequence, min_per_worker: int = PARALLEL_FROM) -> list:
+    """[fn(item) for item in items], in order, on every core when there are at least `min_per_worker` items for each.
 
     Worker processes, not threads: reading an image is many small NumPy, SciPy and Pillow calls with Python between
     them, so threads wait on one another for the GIL (measured: two threads read slower than one). The workers are
     forked, so they start in milliseconds and inherit `fn` and `items` instead of having them pickled; only the
     28x28 results travel back. Where fork is not available (Windows, macOS, a daemonic process) the work is done
     in the calling process. Exceptions are raised as in a plain loop; Ctrl-C stops the workers."""
-    workers = min(_usable_cores(), len(items) // PARALLEL_FROM)
+    workers = min(_usable_cores(), len(items) // min_per_worker)
     if workers > 1 and _can_fork():
         return _map_in_forked_workers(fn, items, workers)
     return [fn(item) for item in items]
@@ -139,7 +139,8 @@ def parallel_map(fn, items: Sequence) -> list:
 
 _WORK: tuple | None = None  # in a worker: the (fn, items) of its pool, handed over at the fork, never pickled
 # Python 3.12+ warns that forking a process with threads (torch's idle thread pool) may deadlock the child. The
-# workers run only NumPy, SciPy and Pillow code, never torch, so none of those threads' locks is ever taken in them.
+# workers run only NumPy, SciPy, Pillow and Matplotlib code, never torch, so none of those threads' locks is ever
+# taken in them.
 # The filter is added once, here: saving and restoring the process-wide filters around each call (catch_warnings)
 # would race when two threads read at once.
 warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning,

@@ -37,6 +37,7 @@ log = logging.getLogger("osr")
 JUDGEMENTS = Path(__file__).parent / "judgements"
 UNJUDGED_FIELDS = ("seed", "precision")  # a judgement is about a recipe, not about one run's weights or arithmetic
 DIGITS = 8                                # figures are kept to this many decimals
+FINGERPRINT_DIGITS = 6                    # ... and compared to this many by code_fingerprint
 
 
 def recipe_key(recipe: Recipe) -> dict:
@@ -85,10 +86,14 @@ def synthetic_folds() -> list[Fold]:
 def code_fingerprint() -> str:
     """What the judge's code computes, hashed: the figures of synthetic_folds(). Any change to the knots, the tails,
     the log scaling, the fusions, the gates and their offsets, the AUROC or the resampling changes it, while a change
-    that computes the same (a refactoring) does not. A shipped judgement is used only under the fingerprint it was
+    that computes the same (a refactoring) does not. The figures are compared to FINGERPRINT_DIGITS decimals, so that
+    the last bits of floating-point arithmetic (an AUROC counted instead of integrated) are no change: a figure kept
+    to DIGITS decimals can flip in its last one. A shipped judgement is used only under the fingerprint it was
     computed with."""
     near, candidates = figures(synthetic_folds(), seed=0)
-    return hashlib.sha256(json.dumps([near, candidates], sort_keys=True).encode()).hexdigest()[:16]
+    coarse = {name: {key: [round(v, FINGERPRINT_DIGITS) for v in values] for key, values in figs.items()}
+              for name, figs in candidates.items()}
+    return hashlib.sha256(json.dumps([near, coarse], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def shipped(recipe: Recipe, scheme: FoldScheme) -> ShippedJudge | None:

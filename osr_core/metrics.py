@@ -7,7 +7,7 @@ Unknowns are the positive class for AUROC and AUPR-out; knowns for AUPR-in and f
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, roc_curve
 
 UNKNOWN_LABEL = -1
 
@@ -28,8 +28,19 @@ def _labels(n_known: int, n_unknown: int) -> np.ndarray:
 
 
 def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """The share of (known, unknown) pairs ordered right, ties counting one half: the area under the ROC curve,
+    unknowns as positives, equal to scikit-learn's roc_auc_score (tests/test_metrics.py holds them equal). Counted
+    here because stage 2's selection and the report's ablation ask for it about a thousand times a run, and
+    roc_auc_score's checks of its input cost ten times the count itself."""
     known, unknown = ranked(known, unknown)
-    return float(roc_auc_score(_labels(len(known), len(unknown)), np.r_[known, unknown]))
+    if len(known) == 0 or len(unknown) == 0:
+        raise ValueError(f"AUROC needs knowns and unknowns (got {len(known)} and {len(unknown)})")
+    if np.isnan(known).any() or np.isnan(unknown).any():
+        raise ValueError("AUROC of scores that hold NaN")
+    sorted_known = np.sort(known)
+    below = np.searchsorted(sorted_known, unknown, side="left")    # knowns strictly lower than each unknown
+    upto = np.searchsorted(sorted_known, unknown, side="right")    # ... lower or equal
+    return float((below.sum() + 0.5 * (upto - below).sum()) / (len(known) * len(unknown)))
 
 
 def aupr_in(known: np.ndarray, unknown: np.ndarray) -> float:
@@ -52,23 +63,24 @@ def fpr_at_95_tpr(known: np.ndarray, unknown: np.ndarray) -> float:
 def resample_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray:
     """(draws, n): how many times each of n items appears in each of `draws` resamples with replacement."""
     picks = rng.integers(0, n, (draws, n)) + n * np.arange(draws)[:, None]  # row b counts into bins b*n .. b*n+n-1
-    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n)
+    # int32: resampled_aurocs gathers and sums these (B, n) tables for every candidate, at half the memory traffic
+    return np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(np.int32)
 
 
 def resampled_aurocs(known: np.ndarray, unknown: np.ndarray, known_counts: np.ndarray,
                      unknown_counts: np.ndarray) -> np.ndarray:
     """The AUROC of every resample at once: known_counts (B, n_known) and unknown_counts (B, n_unknown) say how many
     times each image appears in each of B resamples. The share of (known, unknown) pairs ordered right, ties
-    counting one half, as roc_auc_score gives; O(B n)."""
+    counting one half, as auroc counts it; O(B n)."""
     known, unknown = ranked(known, unknown)
     order = np.argsort(known, kind="stable")
     sorted_known = known[order]
     below = np.searchsorted(sorted_known, unknown, side="left")     # knowns strictly lower than each unknown
     upto = np.searchsorted(sorted_known, unknown, side="right")     # ... lower or equal
-    cum = np.zeros((len(known_counts), len(known) + 1))
-    np.cumsum(known_counts[:, order], axis=1, out=cum[:, 1:])
+    cum = np.zeros((len(known_counts), len(known) + 1), dtype=known_counts.dtype)  # whole counts: summed exactly,
+    np.cumsum(known_counts[:, order], axis=1, out=cum[:, 1:])                     # and without a cast (3x faster)
     pairs = cum[:, below] + 0.5 * (cum[:, upto] - cum[:, below])    # (B, n_unknown)
-    return (unknown_counts * pairs).sum(1) / (known_counts.sum(1) * unknown_counts.sum(1))
+    return (unknown_counts * pairs).sum(1) / (known_counts.sum(1, dtype=np.float64) * unknown_counts.sum(1))
 
 
 def bootstrap_auroc_ci(known: np.ndarray, unknown: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:

@@ -359,8 +359,9 @@ def confusion_matrix_figure(matrix: np.ndarray, labels: list[str], title: str):
         fontsize = 8 if n <= 12 else 6
         for i in range(n):
             for j in range(n):
+                # Inside the axes, so no concern of the layout, which would otherwise measure every count.
                 ax.text(j, i, _count_text(counts[i, j]), ha="center", va="center", fontsize=fontsize,
-                        color="white" if shares[i, j] > 0.5 else "black")
+                        color="white" if shares[i, j] > 0.5 else "black", in_layout=False)
         ticks = np.arange(n)
         ax.set_xticks(ticks, [str(s) for s in labels], rotation=45, ha="right", rotation_mode="anchor")
         ax.set_yticks(ticks, [str(s) for s in labels])

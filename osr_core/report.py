@@ -10,7 +10,7 @@ unknown); a sample is rejected as unknown when its margin is above 0. Knowns are
 checkpoint's known classes; each unknown set is measured against all of them.
 
 - **Closed-set accuracy**: fraction of known test digits whose predicted class is right (rejection ignored).
-- **AUROC**: area under the ROC curve, unknowns as positives (scikit-learn `roc_auc_score`); 95% interval from
+- **AUROC**: area under the ROC curve, unknowns as positives (the value of scikit-learn's `roc_auc_score`); 95% interval from
   {n_boot} bootstrap resamples of knowns and unknowns.
 - **AUPR-in / AUPR-out**: average precision with knowns / unknowns as the positive class.
 - **FPR95**: fraction of unknowns accepted at the threshold that accepts 95% of knowns (ODIN's definition).

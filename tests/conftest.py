@@ -5,6 +5,8 @@ pipeline uses, so the suite and `make reproduce` share one copy.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA_DIR = str(ROOT / "data")
 FOLD_FLAGS = ["--fold-size", "2", "--fold-epochs", "1", "--fold-images", "300"]  # leave-classes-out models the suite can afford
+TINY_RECIPE = ["--epochs", "2", "--train-limit", "5000", "--width", "8"]  # the session's model; torchrun's trains it too
 
 
 def forbid_reported_sets(monkeypatch) -> list[str]:
@@ -55,17 +58,17 @@ def data_dir() -> str:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, data_dir) -> dict:
-    """train.py (2 epochs, 5000 images: 40 steps of the default batch) then compute_class_reconstruction_errors.py,
-    whose leave-classes-out models are smaller still (1 epoch on 300 images each). Stage 2 runs with every loader
-    of a reported set forbidden; what it tried to read is kept as "reported_sets_read" (test_selection.py checks it
-    is nothing)."""
+    """train.py (TINY_RECIPE: 2 epochs, 5000 images, 40 steps of the default batch, width 8) then
+    compute_class_reconstruction_errors.py, whose leave-classes-out models are smaller still (1 epoch on 300 images
+    each). Stage 2 runs with every loader of a reported set forbidden; what it tried to read is kept as
+    "reported_sets_read" (test_selection.py checks it is nothing)."""
     import compute_class_reconstruction_errors
     import train
 
     root = tmp_path_factory.mktemp("run")
     paths = {"root": root, "checkpoint": root / "model.pt", "thresholds": root / "reconstruction_errors.txt"}
-    assert train.main(["--epochs", "2", "--train-limit", "5000", "--data-dir", data_dir, "--device", "cpu",
-                       "--out", str(paths["checkpoint"]), "--quiet"]) == 0
+    assert train.main([*TINY_RECIPE, "--data-dir", data_dir, "--device", "cpu", "--out", str(paths["checkpoint"]),
+                       "--quiet"]) == 0
     with pytest.MonkeyPatch.context() as monkeypatch:
         paths["reported_sets_read"] = forbid_reported_sets(monkeypatch)
         assert compute_class_reconstruction_errors.main(["--checkpoint", str(paths["checkpoint"]), "--data-dir",
@@ -98,3 +101,44 @@ def evaluated_run(trained_run, letters_dir, data_dir, tmp_path_factory) -> dict:
             "--extra", f"gone={root / 'no_images'}"]
     assert evaluate_osr.main(args) == 0
     return {"out": out, "missing": root / "no_images"}
+
+
+SAME_SEED_TEST = "test_same_seed_gives_identical_files_byte_for_byte"
+SAME_SEED_RUN = """
+import os, sys
+os.nice(10)   # in the background of the suite: the core its single-threaded tests leave idle, not theirs
+import compute_class_reconstruction_errors, evaluate_osr, test, train
+data_dir, letters_dir = sys.argv[1:3]
+common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
+staged = ["--checkpoint", "model.pt", "--thresholds", "reconstruction_errors.txt", *common]
+assert train.main(["--epochs", "1", "--train-limit", "1000", "--width", "8", "--out", "model.pt", *common]) == 0
+assert compute_class_reconstruction_errors.main(["--checkpoint", "model.pt", "--out", "reconstruction_errors.txt",
+                                                 *common, "--fold-size", "5", "--fold-epochs", "1", "--fold-images", "300"]) == 0
+assert test.main([*staged, "--out-dir", "test", "--max-panels", "5"]) == 0
+assert evaluate_osr.main([*staged, "--out-dir", "osr", "--letters-dir", letters_dir, "--n-generated", "100",
+                          "--bootstrap", "10", "--no-embeddings", "--no-pictures", "--splits-dir", "s"]) == 0
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def same_seed_runs(request, tmp_path_factory):
+    """The two runs of tests/test_faults.py's same-seed test, started with the session (when that test is in it) as
+    two fresh Python processes at low priority, one torch thread each (the same thread count in both, so the same
+    sums). They take the core that the suite's single-threaded tests leave idle, instead of a minute of their own.
+    Each name maps to (process, folder); the test waits for them."""
+    if not any(item.name == SAME_SEED_TEST for item in request.session.items):
+        yield {}
+        return
+    data_dir, letters_dir = request.getfixturevalue("data_dir"), request.getfixturevalue("letters_dir")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for name in ("a", "b"):
+        folder = tmp_path_factory.mktemp(f"same_seed_{name}")
+        with open(folder / "stderr.txt", "w") as stderr:
+            runs[name] = (subprocess.Popen([sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)], cwd=folder,
+                                           env=env, stdout=subprocess.DEVNULL, stderr=stderr), folder)
+    yield runs
+    for run, _ in runs.values():   # a session cut short leaves no run behind
+        if run.poll() is None:
+            run.kill()
+            run.wait()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import train
+from conftest import TINY_RECIPE
 from osr_core import training
 from osr_core.recipe import Recipe
 from osr_core.io import load_checkpoint
@@ -20,7 +20,7 @@ from osr_core.pipeline import load_trained, validation_images
 from osr_core.scores import score_images
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-FLAGS = ["--epochs", "2", "--train-limit", "4000", "--width", "8", "--device", "cpu", "--quiet"]
+FLAGS = [*TINY_RECIPE, "--device", "cpu", "--quiet"]  # the session's model is the one-process run of this recipe
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -46,10 +46,10 @@ def ddp_checkpoint(tmp_path_factory, data_dir):
     return ddp
 
 
-def test_two_processes_train_one_checkpoint_that_scores_like_one_process(tmp_path, data_dir, ddp_checkpoint):
-    single, ddp = tmp_path / "single.pt", ddp_checkpoint
-    assert train.main([*FLAGS, "--data-dir", data_dir, "--out", str(single)]) == 0
+def test_two_processes_train_one_checkpoint_that_scores_like_one_process(trained_run, data_dir, ddp_checkpoint):
+    single, ddp = trained_run["checkpoint"], ddp_checkpoint
     a, b = load_checkpoint(single), load_checkpoint(ddp)
+    assert a["recipe"] == b["recipe"]
     assert torch.equal(a["val_indices"], b["val_indices"]) and a["known_classes"] == b["known_classes"]
     assert [h["epoch"] for h in b["metrics"]["history"]] == [1, 2]
     pred_a, labels = predictions(single, data_dir)

@@ -1,7 +1,6 @@
 """Faults: interrupted training resumes to the same model; an interrupted save leaves no half file."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -120,41 +119,14 @@ def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run,
     assert not [p for p in out.rglob("*.tmp")]
 
 
-SAME_SEED_RUN = """
-import sys
-import compute_class_reconstruction_errors, evaluate_osr, test, train
-data_dir, letters_dir = sys.argv[1:3]
-common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
-staged = ["--checkpoint", "model.pt", "--thresholds", "reconstruction_errors.txt", *common]
-assert train.main(["--epochs", "1", "--train-limit", "1000", "--width", "8", "--out", "model.pt", *common]) == 0
-assert compute_class_reconstruction_errors.main(["--checkpoint", "model.pt", "--out", "reconstruction_errors.txt",
-                                                 *common, "--fold-size", "5", "--fold-epochs", "1", "--fold-images", "300"]) == 0
-assert test.main([*staged, "--out-dir", "test", "--max-panels", "5"]) == 0
-assert evaluate_osr.main([*staged, "--out-dir", "osr", "--letters-dir", letters_dir, "--n-generated", "100",
-                          "--bootstrap", "10", "--no-embeddings", "--no-pictures", "--splits-dir", "s"]) == 0
-"""
-
-
-def test_same_seed_gives_identical_files_byte_for_byte(tmp_path, data_dir, letters_dir):
+def test_same_seed_gives_identical_files_byte_for_byte(same_seed_runs):
     """Two complete runs (train, calibrate with its leave-classes-out models, test, evaluate) on tiny data with one
     seed, on the CPU, each in a fresh Python process (so no state left in one interpreter can make them agree) and
-    its own folder with the same relative paths (the report names the files it read)."""
-    import subprocess
-    import sys
-
-    # The two runs go at once, one torch thread each: the same thread count in both, so the same sums.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    runs = {}
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        runs[name] = subprocess.Popen([sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)],
-                                      cwd=tmp_path / name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True)
-
+    its own folder with the same relative paths (the report names the files it read). They ran in the background
+    since the session's first test (conftest.same_seed_runs)."""
     def files(name):
-        folder = tmp_path / name
-        stderr = runs[name].communicate()[1]
-        assert runs[name].returncode == 0, stderr[-2000:]
+        run, folder = same_seed_runs[name]
+        assert run.wait() == 0, (folder / "stderr.txt").read_text()[-2000:]
         names = ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv", "osr/metrics.json",
                  "osr/report.md", *sorted(str(p.relative_to(folder)) for p in (folder / "leave_out").iterdir())]
         return {n: (folder / n).read_bytes() for n in names}

@@ -31,6 +31,23 @@ def test_identical_scores_are_chance():
     assert metrics.auroc(s, s.copy()) == 0.5
 
 
+def test_auroc_is_scikit_learns_on_ties_and_on_images_unknown_by_rule():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(0)
+    for n_known, n_unknown in ((50, 7), (400, 400), (3, 1)):
+        known = np.round(rng.normal(0, 1, n_known), 1)       # rounded: many ties, within and across the groups
+        unknown = np.round(rng.normal(0.7, 1, n_unknown), 1)
+        unknown[0], known[-1] = np.inf, np.inf                # blank: unknown by rule, ranked above every margin
+        finite_known, finite_unknown = metrics.ranked(known, unknown)
+        truth = np.r_[np.zeros(n_known), np.ones(n_unknown)]
+        assert metrics.auroc(known, unknown) == pytest.approx(roc_auc_score(truth, np.r_[finite_known, finite_unknown]),
+                                                              rel=0, abs=1e-12)
+    with pytest.raises(ValueError):
+        metrics.auroc(np.array([0.1, np.nan]), np.array([0.2]))
+    with pytest.raises(ValueError):
+        metrics.auroc(np.array([]), np.array([0.2]))
+
+
 def test_fpr95_worked_example():
     known = np.arange(20) / 20  # 0.00, 0.05, ..., 0.95
     # Accepting 95% of the knowns (19 of 20) means accepting margins <= 0.90. Of the 8 unknowns,

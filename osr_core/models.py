@@ -142,18 +142,26 @@ class OSRNet(nn.Module):
             features = features * (1 + gamma) + beta
         return self.decoder(features)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits alone, as forward computes them: all that a validation accuracy needs."""
+        return self.classifier(self.encoder(normalised(x)))
+
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> Outputs:
         """x: (B, 1, 28, 28) in [0, 1]; condition: the class indices a conditional decoder is told
         (training: the labels), by default the predicted ones."""
-        # channels_last runs the convolutions 15-40% faster on CPU (oneDNN's native layout).
-        x = ((x - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
-        features = self.encoder(x)
+        features = self.encoder(normalised(x))
         logits = self.classifier(features)
         recon = self.decode(features, logits.argmax(1) if condition is None else condition)
         # The feature autoencoder models the features without shaping them: no gradient flows back. The class
         # Gaussians are fitted after training, so in training the distance to them would be wasted work.
         distance = features.new_zeros(len(features)) if self.training else self.class_distance(features)
         return Outputs(logits, recon, features, self.feature_ae(features.detach()), distance)
+
+
+def normalised(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] as every network here reads them: standardised by MNIST's statistics, channels last (which
+    runs the convolutions 15-40% faster on CPU: oneDNN's native layout)."""
+    return ((x - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
 
 
 def eucos_distance(v: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -214,11 +222,14 @@ class DHRNet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x: (B, 1, 28, 28) in [0, 1] -> (features (B, d), [z_1, z_2, z_3])."""
-        x = ((x - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
-        x1 = self.stage1(x)
+        x1 = self.stage1(normalised(x))
         x2 = self.stage2(x1)
         x3 = self.stage3(x2)
         return self.head(x3), [code(h) for code, h in zip(self.codes, (x1, x2, x3))]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits alone, as forward computes them."""
+        return self.classifier(self.encode(x)[0])
 
     def forward(self, x: torch.Tensor) -> Outputs:
         """x: (B, 1, 28, 28) in [0, 1]."""

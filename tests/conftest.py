@@ -78,6 +78,17 @@ def trained_run(tmp_path_factory, data_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
+def test_stage_run(trained_run, data_dir, tmp_path_factory) -> Path:
+    """test.py once on the session's model, with its default flags: the folder of a finished run, which tests read
+    (the page) or copy (a failed later run must leave it as it was), never change."""
+    import test as test_stage
+    out = tmp_path_factory.mktemp("test_stage") / "test"
+    assert test_stage.main(["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
+                            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def letters_dir(tmp_path_factory) -> Path:
     import generate_letters
     folder = tmp_path_factory.mktemp("letters")
@@ -105,8 +116,7 @@ def evaluated_run(trained_run, letters_dir, data_dir, tmp_path_factory) -> dict:
 
 SAME_SEED_TEST = "test_same_seed_gives_identical_files_byte_for_byte"
 SAME_SEED_RUN = """
-import os, sys
-os.nice(10)   # in the background of the suite: the core its single-threaded tests leave idle, not theirs
+import sys
 import compute_class_reconstruction_errors, evaluate_osr, test, train
 data_dir, letters_dir = sys.argv[1:3]
 common = ["--data-dir", data_dir, "--device", "cpu", "--quiet"]
@@ -118,25 +128,41 @@ assert test.main([*staged, "--out-dir", "test", "--max-panels", "5"]) == 0
 assert evaluate_osr.main([*staged, "--out-dir", "osr", "--letters-dir", letters_dir, "--n-generated", "100",
                           "--bootstrap", "10", "--no-embeddings", "--no-pictures", "--splits-dir", "s"]) == 0
 """
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py")]
+WAITING_ON_BACKGROUND = ("test_distributed.py", SAME_SEED_TEST)
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that wait on background runs go last, so that the runs have the session to finish in."""
+    items.sort(key=lambda item: item.path.name in WAITING_ON_BACKGROUND or item.name in WAITING_ON_BACKGROUND)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def same_seed_runs(request, tmp_path_factory):
-    """The two runs of tests/test_faults.py's same-seed test, started with the session (when that test is in it) as
-    two fresh Python processes at low priority, one torch thread each (the same thread count in both, so the same
-    sums). They take the core that the suite's single-threaded tests leave idle, instead of a minute of their own.
-    Each name maps to (process, folder); the test waits for them."""
-    if not any(item.name == SAME_SEED_TEST for item in request.session.items):
-        yield {}
-        return
-    data_dir, letters_dir = request.getfixturevalue("data_dir"), request.getfixturevalue("letters_dir")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def background_runs(request, tmp_path_factory):
+    """Whole runs that tests only read, started with the session at low priority (nice 10) when a test that reads
+    them is in it: the two same-seed runs of tests/test_faults.py ("a", "b"; fresh Python processes, one torch
+    thread each: the same thread count in both, so the same sums) and the uninterrupted two-process training of
+    tests/test_distributed.py ("ddp", TINY_RECIPE under torchrun). They take the core that the suite's
+    single-threaded tests leave idle, instead of a minute and a half of their own. Each name maps to (process,
+    folder); the folder holds the run's stderr.txt."""
+    names = {item.name for item in request.session.items}
+    files = {item.path.name for item in request.session.items}
     runs = {}
-    for name in ("a", "b"):
-        folder = tmp_path_factory.mktemp(f"same_seed_{name}")
+
+    def start(name: str, command: list[str], env: dict | None = None) -> None:
+        folder = tmp_path_factory.mktemp(f"background_{name}")
         with open(folder / "stderr.txt", "w") as stderr:
-            runs[name] = (subprocess.Popen([sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)], cwd=folder,
-                                           env=env, stdout=subprocess.DEVNULL, stderr=stderr), folder)
+            runs[name] = (subprocess.Popen(["nice", "-n", "10", *command], cwd=folder, env=env,
+                                           stdout=subprocess.DEVNULL, stderr=stderr), folder)
+    if SAME_SEED_TEST in names or "test_distributed.py" in files:
+        data_dir = request.getfixturevalue("data_dir")
+    if SAME_SEED_TEST in names:
+        letters_dir = request.getfixturevalue("letters_dir")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        for name in ("a", "b"):
+            start(name, [sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)], env)
+    if "test_distributed.py" in files:
+        start("ddp", [*TORCHRUN, *TINY_RECIPE, "--device", "cpu", "--data-dir", data_dir, "--out", "ddp.pt"])
     yield runs
     for run, _ in runs.values():   # a session cut short leaves no run behind
         if run.poll() is None:

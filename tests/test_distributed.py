@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_RECIPE
+from conftest import TINY_RECIPE, TORCHRUN
 from osr_core import training
 from osr_core.recipe import Recipe
 from osr_core.io import load_checkpoint
@@ -25,9 +24,7 @@ FLAGS = [*TINY_RECIPE, "--device", "cpu", "--quiet"]  # the session's model is t
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     args = [a for a in args if a != "--quiet"]  # its log names the processes
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"),
-           *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*TORCHRUN, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
@@ -37,13 +34,13 @@ def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def ddp_checkpoint(tmp_path_factory, data_dir):
-    """An uninterrupted two-process run."""
-    ddp = tmp_path_factory.mktemp("ddp") / "ddp.pt"
-    run = torchrun(*FLAGS, "--data-dir", data_dir, "--out", str(ddp))
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "2 processes" in run.stderr
-    return ddp
+def ddp_checkpoint(background_runs):
+    """An uninterrupted two-process run of FLAGS, started with the session (conftest.background_runs)."""
+    run, folder = background_runs["ddp"]
+    stderr = (run.wait(), (folder / "stderr.txt").read_text())[1]
+    assert run.returncode == 0, stderr[-2000:]
+    assert "2 processes" in stderr
+    return folder / "ddp.pt"
 
 
 def test_two_processes_train_one_checkpoint_that_scores_like_one_process(trained_run, data_dir, ddp_checkpoint):
@@ -66,8 +63,7 @@ def test_torchrun_resumes_an_interrupted_run_to_the_same_weights(tmp_path, data_
     weights of the uninterrupted two-process run, bit for bit."""
     out = tmp_path / "model.pt"
     resume = tmp_path / "model.pt.resume"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"),
-           *FLAGS, "--data-dir", data_dir, "--out", str(out)]
+    cmd = [*TORCHRUN, *FLAGS, "--data-dir", data_dir, "--out", str(out)]
     run = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not resume.exists() and run.poll() is None and time.monotonic() < deadline:

@@ -80,24 +80,15 @@ def args_of_test_stage(trained_run, data_dir, out) -> list[str]:
             "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]
 
 
-@pytest.fixture(scope="module")
-def earlier_test_run(trained_run, data_dir, tmp_path_factory) -> Path:
-    """A finished test.py run: the outputs a failed later run must leave as they are."""
-    import test as test_stage
-    out = tmp_path_factory.mktemp("earlier") / "test"
-    assert test_stage.main(args_of_test_stage(trained_run, data_dir, out)) == 0
-    return out
-
-
 @pytest.mark.parametrize("fault", ["disk full", "permission denied"])
 def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run, data_dir, tmp_path, capsys,
-                                                                     monkeypatch, fault, earlier_test_run):
+                                                                     monkeypatch, fault, test_stage_run):
     import errno
     import shutil
 
     import test as test_stage
     out = tmp_path / "test"
-    shutil.copytree(earlier_test_run, out)
+    shutil.copytree(test_stage_run, out)   # a finished run: what a failed later run must leave as it was
     args = args_of_test_stage(trained_run, data_dir, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
@@ -119,13 +110,13 @@ def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run,
     assert not [p for p in out.rglob("*.tmp")]
 
 
-def test_same_seed_gives_identical_files_byte_for_byte(same_seed_runs):
+def test_same_seed_gives_identical_files_byte_for_byte(background_runs):
     """Two complete runs (train, calibrate with its leave-classes-out models, test, evaluate) on tiny data with one
     seed, on the CPU, each in a fresh Python process (so no state left in one interpreter can make them agree) and
     its own folder with the same relative paths (the report names the files it read). They ran in the background
-    since the session's first test (conftest.same_seed_runs)."""
+    since the session's first test (conftest.background_runs)."""
     def files(name):
-        run, folder = same_seed_runs[name]
+        run, folder = background_runs[name]
         assert run.wait() == 0, (folder / "stderr.txt").read_text()[-2000:]
         names = ["model.pt", "reconstruction_errors.txt", "calibration.json", "test/scores.csv", "osr/metrics.json",
                  "osr/report.md", *sorted(str(p.relative_to(folder)) for p in (folder / "leave_out").iterdir())]

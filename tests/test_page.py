@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 
-import test as test_stage
 import test_letters
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -53,13 +52,9 @@ def number(text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def test_stage_page(trained_run, data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("test_page")
-    assert test_stage.main(["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
-                            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out),
-                            "--max-panels", "0"]) == 0
-    with open(out / "scores.csv", newline="") as f:
-        return out, list(csv.DictReader(f))
+def test_stage_page(test_stage_run):
+    with open(test_stage_run / "scores.csv", newline="") as f:
+        return test_stage_run, list(csv.DictReader(f))
 
 
 def test_the_page_has_a_row_per_line_of_scores_csv_and_no_error(browser, test_stage_page):

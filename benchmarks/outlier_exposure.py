@@ -9,6 +9,7 @@ only in what outlier exposure (a quarter of every batch, `--oe-fraction 0.25`) i
 - the negatives train.py makes (outliers.training_negatives: chimeras and overlays, half each);
 - chimeras alone; overlays alone;
 - pixel-shuffled training digits (every pixel moved at random: surely no digit), the same mechanism;
+- training digits mirrored or turned so that no digit remains (outliers.poses: whole strokes, no digit);
 - the usual negatives normalised with the whole batch's statistics instead of the digits' (the mechanism changed);
 - the usual negatives at a tenth of the weight.
 For each: validation accuracy of the finished model (its batch norms recalibrated on clean digits, as every
@@ -49,6 +50,14 @@ def pixel_shuffles(x, labels, n, generator):
     return flat.gather(1, torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)).view(-1, 1, 28, 28)
 
 
+def posed_digits(x, labels, n, generator):
+    """Training digits mirrored or turned into a pose that leaves no digit (outliers.poses; 0 and 8 have none, so
+    they are not drawn): whole strokes of a digit, in an arrangement that is no digit."""
+    keep = outliers.pose_changes_class(labels).nonzero().squeeze(1)
+    pick = keep[torch.randint(len(keep), (n,), generator=generator)]
+    return outliers.poses(x[pick], labels[pick], torch.rand(n, 1, generator=generator))
+
+
 def whole_batch_statistics(model, rows):
     """Batch norm as plain batch norm: negatives and digits normalised with the statistics of the whole batch."""
     return nullcontext()
@@ -61,6 +70,7 @@ RUNS = [
     ("chimeras alone", partial(outliers.training_negatives, families=(outliers.chimeras,)), None, 0.5),
     ("overlays alone", partial(outliers.training_negatives, families=(outliers.overlays,)), None, 0.5),
     ("pixel-shuffled digits", pixel_shuffles, None, 0.5),
+    ("digits in a pose that leaves no digit (mirrored or turned)", posed_digits, None, 0.5),
     ("chimeras and overlays, normalised with the whole batch", None, whole_batch_statistics, 0.5),
     ("chimeras and overlays, a tenth of the weight", None, None, 0.05),
 ]

@@ -10,7 +10,8 @@ only in what outlier exposure (a quarter of every batch, `--oe-fraction 0.25`) i
 - chimeras alone; overlays alone;
 - pixel-shuffled training digits (every pixel moved at random: surely no digit), the same mechanism;
 - training digits mirrored or turned so that no digit remains (outliers.poses: whole strokes, no digit);
-- the usual negatives normalised with the whole batch's statistics instead of the digits' (the mechanism changed);
+- the usual negatives, and the posed digits, normalised with the whole batch's statistics instead of the digits'
+  (the mechanism changed);
 - the usual negatives at a tenth of the weight.
 For each: validation accuracy of the finished model (its batch norms recalibrated on clean digits, as every
 checkpoint's are) and as training left it (the last epoch's running statistics: the figure train.py logs), and on fixed negatives made from the validation digits (outliers.negatives_from) the
@@ -72,6 +73,7 @@ RUNS = [
     ("pixel-shuffled digits", pixel_shuffles, None, 0.5),
     ("digits in a pose that leaves no digit (mirrored or turned)", posed_digits, None, 0.5),
     ("chimeras and overlays, normalised with the whole batch", None, whole_batch_statistics, 0.5),
+    ("digits in a pose that leaves no digit, normalised with the whole batch", posed_digits, whole_batch_statistics, 0.5),
     ("chimeras and overlays, a tenth of the weight", None, None, 0.05),
 ]
 

@@ -19,6 +19,15 @@ FOLD_FLAGS = ["--fold-size", "2", "--fold-epochs", "1", "--fold-images", "300"] 
 TINY_RECIPE = ["--epochs", "2", "--train-limit", "5000", "--width", "8"]  # the session's model; torchrun's trains it too
 
 
+def stage_args(run, **extra) -> list[str]:
+    """A stage's flags for the session's model (run: trained_run): its checkpoint and thresholds on the CPU, quiet,
+    then each keyword as its flag (out_dir="x" -> --out-dir x)."""
+    args = ["--checkpoint", str(run["checkpoint"]), "--thresholds", str(run["thresholds"]), "--device", "cpu", "--quiet"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
 def forbid_reported_sets(monkeypatch) -> list[str]:
     """Every loader of a reported set (MNIST test among them) records its call and raises. The record is what a
     test checks: a caller that catches the exception (an unknown set reported unavailable) is caught all the same."""
@@ -83,8 +92,7 @@ def test_stage_run(trained_run, data_dir, tmp_path_factory) -> Path:
     (the page) or copy (a failed later run must leave it as it was), never change."""
     import test as test_stage
     out = tmp_path_factory.mktemp("test_stage") / "test"
-    assert test_stage.main(["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
-                            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]) == 0
+    assert test_stage.main(stage_args(trained_run, data_dir=data_dir, out_dir=out)) == 0
     return out
 
 

@@ -37,7 +37,8 @@ def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
 def ddp_checkpoint(background_runs):
     """An uninterrupted two-process run of FLAGS, started with the session (conftest.background_runs)."""
     run, folder = background_runs["ddp"]
-    stderr = (run.wait(), (folder / "stderr.txt").read_text())[1]
+    run.wait()
+    stderr = (folder / "stderr.txt").read_text()
     assert run.returncode == 0, stderr[-2000:]
     assert "2 processes" in stderr
     return folder / "ddp.pt"

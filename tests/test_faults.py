@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import train
+from conftest import stage_args
 from osr_core import io, training
 from osr_core.io import load_checkpoint
 
@@ -75,11 +76,6 @@ def test_half_finished_download_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def args_of_test_stage(trained_run, data_dir, out) -> list[str]:
-    return ["--checkpoint", str(trained_run["checkpoint"]), "--thresholds", str(trained_run["thresholds"]),
-            "--data-dir", data_dir, "--device", "cpu", "--quiet", "--out-dir", str(out)]
-
-
 @pytest.mark.parametrize("fault", ["disk full", "permission denied"])
 def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run, data_dir, tmp_path, capsys,
                                                                      monkeypatch, fault, test_stage_run):
@@ -89,7 +85,7 @@ def test_write_errors_are_a_clear_error_and_earlier_outputs_survive(trained_run,
     import test as test_stage
     out = tmp_path / "test"
     shutil.copytree(test_stage_run, out)   # a finished run: what a failed later run must leave as it was
-    args = args_of_test_stage(trained_run, data_dir, out)
+    args = stage_args(trained_run, data_dir=data_dir, out_dir=out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def no_space(fd):

@@ -14,17 +14,11 @@ import evaluate_osr
 import test as test_stage
 import test_letters
 import train
+from conftest import stage_args
 from osr_core import data
 from osr_core.io import load_checkpoint, save_checkpoint
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
-def stage_args(run, **extra) -> list[str]:
-    args = ["--checkpoint", str(run["checkpoint"]), "--thresholds", str(run["thresholds"]), "--device", "cpu", "--quiet"]
-    for key, value in extra.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
 
 
 def one_error_line(capsys) -> str:

@@ -11,8 +11,10 @@ only in what outlier exposure (a quarter of every batch, `--oe-fraction 0.25`) i
 - pixel-shuffled training digits (every pixel moved at random: surely no digit), the same mechanism;
 - training digits mirrored or turned so that no digit remains (outliers.poses: whole strokes, no digit);
 - the usual negatives, and the posed digits, normalised with the whole batch's statistics instead of the digits'
-  (the mechanism changed);
+  (the mechanism changed; train.py's own since this diagnosis: training.negatives_normalisation);
 - the usual negatives at a tenth of the weight.
+Every row with negatives but the two "whole batch" ones normalises them with the digits' statistics alone, outlier
+exposure's mechanism when this diagnosis was made, so that its rows reproduce.
 For each: validation accuracy of the finished model (its batch norms recalibrated on clean digits, as every
 checkpoint's are) and as training left it (the last epoch's running statistics: the figure train.py logs), and on fixed negatives made from the validation digits (outliers.negatives_from) the
 share the model gives the class of the digit each was made from, and the share below the 99% quantile of the
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch  # noqa: E402
 
 from osr_core import data, outliers, training  # noqa: E402
 from osr_core.io import write_json  # noqa: E402
-from osr_core.models import model_from_checkpoint  # noqa: E402
+from osr_core.models import model_from_checkpoint, statistics_from_first  # noqa: E402
 from osr_core.recipe import Recipe  # noqa: E402
 from osr_core.scores import score_images  # noqa: E402
 
@@ -59,22 +60,24 @@ def posed_digits(x, labels, n, generator):
     return outliers.poses(x[pick], labels[pick], torch.rand(n, 1, generator=generator))
 
 
-def whole_batch_statistics(model, rows):
-    """Batch norm as plain batch norm: negatives and digits normalised with the statistics of the whole batch."""
-    return nullcontext()
+def digits_statistics(model, rows):
+    """Negatives normalised with the statistics of the batch's digits alone: outlier exposure's mechanism until this
+    diagnosis (models.statistics_from_first)."""
+    return statistics_from_first(model, rows)
 
 
-# name, negatives (None: train.py's own), batch-norm context (None: train.py's own), weight of their loss
+# name, negatives (None: train.py's own), how a batch with negatives is normalised (None: train.py's own, the whole
+# batch), weight of their loss
 RUNS = [
     ("no outlier exposure", None, None, None),
-    ("chimeras and overlays (train.py's negatives)", None, None, 0.5),
-    ("chimeras alone", partial(outliers.training_negatives, families=(outliers.chimeras,)), None, 0.5),
-    ("overlays alone", partial(outliers.training_negatives, families=(outliers.overlays,)), None, 0.5),
-    ("pixel-shuffled digits", pixel_shuffles, None, 0.5),
-    ("digits in a pose that leaves no digit (mirrored or turned)", posed_digits, None, 0.5),
-    ("chimeras and overlays, normalised with the whole batch", None, whole_batch_statistics, 0.5),
-    ("digits in a pose that leaves no digit, normalised with the whole batch", posed_digits, whole_batch_statistics, 0.5),
-    ("chimeras and overlays, a tenth of the weight", None, None, 0.05),
+    ("chimeras and overlays (train.py's negatives)", None, digits_statistics, 0.5),
+    ("chimeras alone", partial(outliers.training_negatives, families=(outliers.chimeras,)), digits_statistics, 0.5),
+    ("overlays alone", partial(outliers.training_negatives, families=(outliers.overlays,)), digits_statistics, 0.5),
+    ("pixel-shuffled digits", pixel_shuffles, digits_statistics, 0.5),
+    ("digits in a pose that leaves no digit (mirrored or turned)", posed_digits, digits_statistics, 0.5),
+    ("chimeras and overlays, normalised with the whole batch", None, None, 0.5),
+    ("digits in a pose that leaves no digit, normalised with the whole batch", posed_digits, None, 0.5),
+    ("chimeras and overlays, a tenth of the weight", None, digits_statistics, 0.05),
 ]
 
 
@@ -89,15 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def measure(recipe: Recipe, negatives, statistics, data_dir: str, val: torch.Tensor, val_labels: torch.Tensor,
             probe: torch.Tensor) -> dict:
-    saved = training.training_negatives, training.statistics_from_first
+    saved = training.training_negatives, training.negatives_normalisation
     training.training_negatives = negatives or saved[0]
-    training.statistics_from_first = statistics or saved[1]
+    training.negatives_normalisation = statistics or saved[1]
     try:
         started = time.perf_counter()
         checkpoint = training.fit(recipe, data_dir, torch.device("cpu"))
         seconds = time.perf_counter() - started
     finally:
-        training.training_negatives, training.statistics_from_first = saved
+        training.training_negatives, training.negatives_normalisation = saved
     model = model_from_checkpoint(checkpoint, torch.device("cpu"))
     classes = list(range(10))
     digits = score_images(model, val, classes, torch.device("cpu"))

@@ -52,11 +52,11 @@ class Outputs(NamedTuple):
 
 class _ReferenceStatistics:
     """Batch norm that can take its batch statistics from the first `reference_rows` rows alone and apply
-    them to the whole batch. Outlier exposure needs it: negatives that share a batch with digits must be
-    normalised exactly as the digits are, with statistics of digits only. Normalised with their own (or
-    the running) statistics, the network learns to tell them from digits by the normalisation itself, a
-    shortcut that breaks at test time (seen: accuracy fell from 99.6% to 77-97%). The gradient reaches
-    the statistics through the digits' rows only."""
+    them to the whole batch, the gradient reaching the statistics through those rows only. Outlier exposure
+    once normalised its negatives so, with the digits' statistics, to keep the network from telling them from
+    digits by their normalisation; it collapsed the classifier instead (docs/recipes.md), and training now
+    normalises a batch with negatives as one (training.negatives_normalisation). Kept for the diagnosis that
+    shows it (benchmarks/outlier_exposure.py)."""
 
     reference_rows: int | None = None
 

@@ -3,7 +3,7 @@ the one rule for reusing a model trained earlier (a protocol split's, a leave-cl
 its recorded recipe equals the one asked for, field by field."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .cli import UserError
@@ -14,6 +14,10 @@ from .models import ModelConfig
 # Raised whenever a change to the training code changes what a recipe produces, so that checkpoints trained
 # by the old code (the protocol's split models, the leave-classes-out models) are retrained, never reused.
 TRAINING_CODE_VERSION = 2
+# A change that only the recipes using a field feel raises that field's version alone, so that the other recipes'
+# models and shipped judgements stay valid: a recipe's version is the highest of the code it runs (code_version_of).
+# oe_fraction 3: negatives are normalised with the whole batch's statistics, no longer with the digits' alone.
+FIELD_CODE_VERSIONS = {"oe_fraction": 3}
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,11 @@ class Recipe:
     precision: str = "fp32"         # "bf16": bfloat16 autocast for the forward pass (resolved, never "auto")
     train_limit: int | None = None  # only the first N training images of the known classes
     seed: int = 0
-    code_version: int = TRAINING_CODE_VERSION
+    code_version: int = field(init=False)  # the training code's version this recipe runs (code_version_of)
 
     def __post_init__(self):
         object.__setattr__(self, "known_classes", tuple(sorted(int(c) for c in self.known_classes)))
+        object.__setattr__(self, "code_version", code_version_of(self))
 
     @property
     def negatives_per_batch(self) -> int:
@@ -64,11 +69,21 @@ class Recipe:
         names = {f.name for f in fields(cls)}
         if not isinstance(values, dict) or not set(values) <= names or "known_classes" not in values:
             raise ValueError("not a training recipe of this version")
-        return cls(**values)
+        recipe = cls(**{k: v for k, v in values.items() if k != "code_version"})
+        object.__setattr__(recipe, "code_version", values.get("code_version", recipe.code_version))  # as recorded
+        return recipe
 
     def differences(self, other: "Recipe") -> list[str]:
         """The fields in which two recipes differ."""
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def code_version_of(recipe: Recipe) -> int:
+    """The training code's version for `recipe`: the highest of TRAINING_CODE_VERSION and the versions of the fields
+    it uses (a value other than the field's default)."""
+    defaults = Recipe.__dataclass_fields__
+    return max([TRAINING_CODE_VERSION] + [v for name, v in FIELD_CODE_VERSIONS.items()
+                                          if getattr(recipe, name) != defaults[name].default])
 
 
 def reusable_checkpoint(path: Path, recipe: Recipe) -> dict | None:

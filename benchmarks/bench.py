@@ -262,14 +262,14 @@ SCANS = 1000  # scanned digits, 60-120 px tall on larger sheets, saved as JPEG f
 def one_at_a_time(as_before: bool = False):
     """Reading in the calling process, one image at a time; as_before: with the per-image preprocessing as it was
     before it was made fast (benchmarks/reading_before.py), which gives the same images."""
-    saved = images.PARALLEL_FROM, images.to_mnist_form
+    saved = images.PARALLEL_FROM, images.read_form
     images.PARALLEL_FROM = 10 ** 9
     if as_before:
-        images.to_mnist_form = reading_before.to_mnist_form
+        images.read_form = reading_before.read_form
     try:
         yield
     finally:
-        images.PARALLEL_FROM, images.to_mnist_form = saved
+        images.PARALLEL_FROM, images.read_form = saved
 
 
 READING_PATHS = {"per_image_before": partial(one_at_a_time, as_before=True), "fast_one_core": one_at_a_time,

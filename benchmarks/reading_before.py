@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from osr_core.kernels import median3_pil
-from osr_core.mnist_style import DENOISE_FROM, GRAIN_SIGMAS, MIN_CONTRAST, SIDE, border, is_mnist_shaped, normalise_ink
+from osr_core.mnist_style import (DENOISE_FROM, GRAIN_SIGMAS, MIN_CONTRAST, SIDE, Form, border, is_mnist_shaped,
+                                  normalise_ink)
 from osr_core.writing import INK_FLOOR, STROKE, has_writing
 
 
@@ -38,3 +39,9 @@ def to_mnist_form(gray: np.ndarray, invert: str = "auto") -> np.ndarray:
     out = normalise_ink(Image.fromarray(np.ascontiguousarray(box)))
     top = out.max()
     return out / top if top > 0 else out
+
+
+def read_form(gray: np.ndarray, invert: str = "auto") -> Form:
+    """to_mnist_form's image in the form mnist_style.read_form gives (written: any ink), to stand in for it."""
+    image = to_mnist_form(gray, invert)
+    return Form(image, bool(image.any()))

@@ -3,6 +3,7 @@ gives exactly the images the per-image path gave (benchmarks/reading_before.py).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ from benchmarks import reading_before
 from osr_core import data, forms, generated, images
 from osr_core.images import as_batch, load_images
 from osr_core.kernels import high_percentile, median3, median3_pil
-from osr_core.mnist_style import Form, read_form, to_mnist_form
+from osr_core.mnist_style import read_form, to_mnist_form
 from osr_core.writing import has_writing
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench  # noqa: E402  (the reading paths `make bench` measures)
 
 
 def _paper(height, width, level=0.92, grain=0.02, seed=0):
@@ -174,19 +177,18 @@ def scan_files(tmp_path_factory, data_dir):
     return folder, scans + blanks
 
 
-def test_reading_on_every_core_gives_the_images_of_the_per_image_path_as_it_was(scan_files, monkeypatch):
+def test_reading_on_every_core_gives_the_images_of_the_per_image_path_as_it_was(scan_files):
     folder, arrays = scan_files
     files = sorted(str(p) for p in folder.iterdir())
     fast_files, fast_arrays, fast_folder = as_batch(files), as_batch(arrays), load_images([folder]).images
-    # The per-image path as it was: one image at a time, in this process, with the preprocessing before it was fast.
-    monkeypatch.setattr(images, "PARALLEL_FROM", 10 ** 9)
-    before = lambda gray, invert: (lambda image: Form(image, bool(image.any())))(reading_before.to_mnist_form(gray, invert))
-    monkeypatch.setattr(images, "read_form", before)
-    assert torch.equal(fast_files, as_batch(files))
-    assert torch.equal(fast_folder, load_images([folder]).images)
-    one_at_a_time = torch.cat([as_batch(a) for a in arrays])
-    assert torch.equal(fast_arrays, one_at_a_time)
-    monkeypatch.undo()
+    # The per-image path as it was (one image at a time, in this process, with the preprocessing before it was
+    # fast), as `make bench` measures it.
+    with bench.one_at_a_time(as_before=True):
+        assert images.read_form is not read_form and images.PARALLEL_FROM > len(files)
+        assert torch.equal(fast_files, as_batch(files))
+        assert torch.equal(fast_folder, load_images([folder]).images)
+        one_at_a_time = torch.cat([as_batch(a) for a in arrays])
+    assert torch.equal(fast_arrays, one_at_a_time) and images.read_form is read_form
     blank = images.read_batch(arrays).blank                          # the blanks are blank, the scans are not
     assert blank.sum() >= 30 and np.array_equal(blank, fast_arrays.flatten(1).amax(1).eq(0).numpy())
     for gray in arrays[:40]:

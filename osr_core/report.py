@@ -392,7 +392,9 @@ def methods_section(summary: dict) -> str:
              "first seeds: the difference of each one's leave-classes-out AUROC (its own near part), with its paired "
              "bootstrap 95% interval. Figures are means over seeds with their range; the operating point is the near "
              "part at each class's 99% threshold on the validation digits. Validation data only. "
-             f"The rule: {summary.get('rule', '')}.", ""]
+             + (f"The full judge (ten folds, one class held out in each) trains {len(summary['full_seeds'])} "
+                f"seed(s) a recipe, the default twice as many. " if summary.get("full_seeds") else "")
+             + f"The rule: {summary.get('rule', '')}.", ""]
     for key, label in (("screen", "the screen"), ("full_resolution", "the full judge")):
         res = summary[key].get("resolution") if key == "screen" else summary.get(key)
         if res:

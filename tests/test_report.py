@@ -102,4 +102,9 @@ def test_what_was_tried_table_shows_each_recipes_seed_spread_paired_difference_a
                                                    "99.50%", "1.00x", "-"]
     assert row(text, "longer")[4] == "+0.0030 [+0.0010, +0.0050] **better**" and row(text, "longer")[8] == "2.00x"
     assert row(text, "longer")[9] == "+0.0020 [-0.0010, +0.0040]"  # not better on the full judge
-    assert "Resolution of the screen: +-0.0015" in text and "the rule" in text
+    assert "Resolution of the screen: +-0.0015" in text and "the rule" in text and "seed(s) a recipe" not in text
+    summary.update(full_seeds=[0], full_resolution={"seeds": [[0], [1]], "difference": -0.0002, "half_width": 0.0011},
+                   agreement={"recipes": 1, "same_sign": 1, "pairs": [[0.003, 0.002]]})
+    text = methods_section(summary)
+    assert "trains 1 seed(s) a recipe" in text and "Resolution of the full judge: +-0.0011" in text
+    assert "agree on the sign of 1 of 1 recipes" in text

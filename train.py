@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["cnn", "dhrnet"], default="cnn",
                    help="cnn (default) or dhrnet, CROSR's hierarchical-latent network with its OpenMax detector")
     p.add_argument("--width", type=cli.number(int, 1), default=Recipe.width, help="channels of the first conv block")
-    p.add_argument("--decoder", choices=["plain", "conditional"], default="plain",
-                   help="conditional: the decoder reconstructs a digit only when told its class (cnn only)")
+    p.add_argument("--decoder", choices=["plain", "conditional", "memory"], default="plain",
+                   help="conditional: the decoder reconstructs a digit only when told its class; memory: only from a "
+                        "sparse mix of learned digit prototypes, so that what is no digit comes back as one (cnn only)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
     p.add_argument("--elastic", type=cli.number(float, 0), default=Recipe.elastic, metavar="PX",
                    help="also warp each training digit by a smooth random elastic field of this strength in pixels "
@@ -91,8 +92,8 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.decoder == "conditional" and args.arch != "cnn":
-        raise cli.UserError("--decoder conditional is for --arch cnn")
+    if args.decoder != "plain" and args.arch != "cnn":
+        raise cli.UserError(f"--decoder {args.decoder} is for --arch cnn")
     # The checkpoint's folder is this run's while it trains (rank 0 writes it; under torchrun the others do not lock).
     with folder_lock(Path(args.out).parent) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         return train(args)

@@ -63,6 +63,8 @@ METHODS = [
     ("twice as long (--epochs 10)", ["--epochs", "10"]),
     ("outlier exposure: chimeras and overlays, a quarter of each batch, normalised with the whole batch "
      "(--oe-fraction 0.25)", ["--oe-fraction", "0.25"]),
+    ("a decoder that draws only from a sparse mix of 100 learned prototypes (--decoder memory)",
+     ["--decoder", "memory"]),
 ]
 # Width 24 and ten epochs cost more than TIME_BUDGET (about 2x the default's training): they can only be named a
 # preset (PRESET_RULE), never the default. (LogitNorm lost earlier, and outlier exposure while it normalised its

@@ -26,6 +26,10 @@ class ModelConfig:
     # cnn: the decoder is told a class and trained to reconstruct only digits of that class (C2AE-style);
     # at test time it is told the predicted class. False for checkpoints from before it existed.
     conditional_decoder: bool = False
+    # cnn: the decoder rebuilds from a sparse mix of this many learned prototypes of the features, not from the
+    # features themselves (MemAE, Gong et al. 2019), so that what is no digit comes out as its nearest digits and
+    # its reconstruction error grows. 0: none (and for checkpoints from before it existed).
+    memory_slots: int = 0
     dhr_code_channels: int = 8  # dhrnet: channels of each stage's latent code z_l
     openmax_alpha: int = 10     # dhrnet: how many top-ranked classes OpenMax revises
 
@@ -97,6 +101,9 @@ def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
+MEMORY_SHRINK = 1.0  # hard shrinkage of the memory's weights below MEMORY_SHRINK / N (MemAE: 1/N to 3/N)
+
+
 class OSRNet(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -121,6 +128,8 @@ class OSRNet(nn.Module):
             # FiLM of the features by the class told (Oza & Patel 2019); zero: unconditional at the start.
             self.condition = nn.Embedding(config.num_classes, 2 * d)
             nn.init.zeros_(self.condition.weight)
+        if config.memory_slots:
+            self.memory = nn.Parameter(torch.randn(config.memory_slots, d) / d ** 0.5)
         self.feature_ae = nn.Sequential(
             nn.Linear(d, config.feature_code_dim), nn.ReLU(inplace=True), nn.Linear(config.feature_code_dim, d),
         )
@@ -134,12 +143,26 @@ class OSRNet(nn.Module):
         means = self.class_means @ self.whitening                         # (K, d)
         return torch.cdist(white, means).pow(2).min(dim=1).values         # (B,)
 
+    def read_memory(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MemAE's memory read: features (B, d) -> (the mix of prototypes the decoder draws from (B, d), its weights
+        (B, N)). Each slot is weighted by the softmax of its dot product with the features (unbounded, so the
+        weights can grow sparse; the paper's cosine caps them within a factor e^2 of each other); weights below
+        MEMORY_SHRINK / N are shrunk to zero (the paper's hard shrinkage, continuous, so training passes through)
+        and the rest renormalised, so that a few prototypes make up each reconstruction."""
+        weights = F.softmax(features.float() @ self.memory.float().T, dim=1)
+        floor = MEMORY_SHRINK / len(self.memory)
+        shrunk = F.relu(weights - floor) * weights / ((weights - floor).abs() + 1e-12)
+        shrunk = shrunk / shrunk.sum(1, keepdim=True).clamp_min(1e-12)
+        return (shrunk @ self.memory.float()).to(features.dtype), shrunk
+
     def decode(self, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """features (B, d), class indices (B,) -> reconstructions (B, 1, 28, 28); `classes` is ignored by a
         plain decoder."""
         if self.config.conditional_decoder:
             gamma, beta = self.condition(classes).chunk(2, dim=1)
             features = features * (1 + gamma) + beta
+        if self.config.memory_slots:
+            features = self.read_memory(features)[0]
         return self.decoder(features)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ class Recipe:
     lr: float = 6e-3                # peak of the one-cycle schedule
     weight_decay: float = 5e-4
     width: int = ModelConfig.width
-    decoder: str = "plain"          # or "conditional" (C2AE-style)
+    decoder: str = "plain"          # or "conditional" (C2AE-style), or "memory" (MemAE-style)
     augment: bool = True            # small random affine warps
     elastic: float = 0.0            # strength (px) of a smooth random elastic warp after them (0: none)
     pen: float = 0.0                # share of training digits drawn with another pen or out of focus (0: none)

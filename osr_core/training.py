@@ -30,6 +30,9 @@ from .recipe import FLAG_OF, Recipe
 log = logging.getLogger("osr")
 PIXEL_LOSS_WEIGHT = 1.0
 FEATURE_LOSS_WEIGHT = 1.0
+# --decoder memory (MemAE, Gong et al. 2019, with its MNIST settings): the memory's slots and its entropy loss' weight.
+MEMORY_SLOTS = 100
+MEMORY_ENTROPY_WEIGHT = 2e-4
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 10.0,
@@ -122,6 +125,12 @@ def compactness_loss(features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return within / total.clamp_min(1e-12)
 
 
+def memory_entropy_loss(model: OSRNet, features: torch.Tensor) -> torch.Tensor:
+    """The entropy of the memory's weights (MemAE's sparsity loss): a few prototypes for each digit."""
+    weights = model.read_memory(features)[1]
+    return -(weights * weights.clamp_min(1e-12).log()).sum(1).mean()
+
+
 def wrong_class_loss(model: OSRNet, features: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
     """A conditional decoder told a wrong class must draw nothing (C2AE's non-match loss, with an empty
     target): BCE of its output against black. The features are detached: this teaches the decoder and its
@@ -197,6 +206,8 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
             loss = loss + recipe.compactness * compactness_loss(out.features, y)
         if conditional:
             loss = loss + PIXEL_LOSS_WEIGHT * wrong_loss
+        if net.config.memory_slots:
+            loss = loss + MEMORY_ENTROPY_WEIGHT * memory_entropy_loss(net, out.features)
         if negatives is not None:
             loss = loss + recipe.oe_weight * outlier_exposure_loss(full.logits[n:])
         optimizer.zero_grad(set_to_none=True)
@@ -295,7 +306,8 @@ def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World
     d = split(recipe, data_dir)
     known = d.known
     config = ModelConfig(arch=recipe.arch, num_classes=len(known), width=recipe.width,
-                         conditional_decoder=recipe.decoder == "conditional")
+                         conditional_decoder=recipe.decoder == "conditional",
+                         memory_slots=MEMORY_SLOTS if recipe.decoder == "memory" else 0)
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * batches_per_epoch(len(d.train_images), recipe.batch_size, world.size)

@@ -36,3 +36,19 @@ def test_openmax_unknown_is_low_at_a_class_mean_and_high_far_from_all():
     p_near = model.openmax_unknown(near, near[:, :2])
     p_far = model.openmax_unknown(far, far[:, :2])
     assert p_near.item() < 0.01 and p_far.item() > 0.5
+
+
+def test_a_memory_decoder_draws_only_from_a_sparse_mix_of_its_prototypes():
+    from osr_core.models import MEMORY_SHRINK
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=4, width=4, latent_dim=8, feature_code_dim=4, memory_slots=20)).eval()
+    features = torch.randn(5, 8) * 3
+    mix, weights = model.read_memory(features)
+    assert torch.allclose(weights.sum(1), torch.ones(5)) and (weights >= 0).all()
+    plain = torch.softmax(features @ model.memory.T, dim=1)
+    assert (weights[plain < MEMORY_SHRINK / 20] == 0).all() and (weights > 0).sum(1).lt(20).all()  # sparse
+    assert torch.allclose(mix, weights @ model.memory, atol=1e-6)
+    # The decoder sees the mix alone: features with the same mix are drawn alike, whatever else they hold.
+    assert torch.equal(model.decode(features, None), model.decoder(mix))
+    plain_model = build_model(ModelConfig(num_classes=4, width=4, latent_dim=8, feature_code_dim=4)).eval()
+    assert not hasattr(plain_model, "memory") and "memory" not in plain_model.state_dict()

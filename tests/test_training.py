@@ -113,6 +113,23 @@ def test_a_training_set_that_leaves_one_image_over_trains_without_a_batch_of_one
     assert batches_per_epoch(55000, 256) == -(-55000 // 256)  # the default run keeps every batch
 
 
+def test_a_memory_decoder_trains_and_its_checkpoint_reloads_drawing_from_its_memory(data_dir, tmp_path):
+    import train
+    from osr_core.io import load_checkpoint
+    from osr_core.models import model_from_checkpoint
+    from osr_core.training import MEMORY_SLOTS
+    out = tmp_path / "m.pt"
+    flags = ["--train-limit", "300", "--epochs", "1", "--width", "4", "--data-dir", data_dir, "--device", "cpu",
+             "--quiet", "--out", str(out)]
+    assert train.main([*flags, "--decoder", "memory"]) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint["model_config"]["memory_slots"] == MEMORY_SLOTS and checkpoint["recipe"]["decoder"] == "memory"
+    model = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    digits = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model(digits).recon, model.decoder(model.read_memory(model(digits).features)[0]))
+    assert train.main([*flags, "--decoder", "memory", "--arch", "dhrnet"]) == 2
+
+
 def test_another_pen_changes_the_share_asked_for_each_way_by_its_amount_and_nothing_at_share_0():
     strokes = torch.zeros(600, 1, 28, 28)
     strokes[:, 0, 6:22, 12:15] = 1.0                      # a bar three pixels wide: a stroke of a "1"

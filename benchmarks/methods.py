@@ -76,12 +76,13 @@ TIME_BUDGET = 1.25      # training time per model, as a multiple of the default'
 RULE = (f"methods whose validation accuracy (mean over seeds) is within {ACCURACY_SLACK:.1%} of the best, whose "
         f"training takes at most {TIME_BUDGET}x the default's (this run) and whose near part accepts users' digits "
         f">= {ACCEPTANCE_FLOOR:.0%} at the thresholds (mean over seeds) are eligible; the default stays unless an "
-        "eligible method's paired interval against it on the full judge lies wholly above zero; then the one with the "
-        "largest difference wins. The far families are reported, not a floor here: they are the floors of stage 2's "
+        "eligible method's paired interval against it on the full judge lies wholly above zero, and that judge's "
+        "interval covers its seed noise (the default against itself with other seeds lies within it); then the one "
+        "with the largest difference wins. The far families are reported, not a floor here: they are the floors of stage 2's "
         "gates, which it adds beside any recipe's near part until they are cleared")
 PRESET_RULE = ("a method over the time budget whose accuracy is within the slack, whose operating point clears the "
-               "floors and whose paired interval against the default on the full judge lies wholly above zero becomes "
-               "train.py's --preset large (the largest difference); none otherwise")
+               "floors and whose paired interval against the default on the full judge lies wholly above zero (a judge that "
+               "covers its seed noise) becomes train.py's --preset large (the largest difference); none otherwise")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,9 +198,13 @@ def versus_default(default: dict, other: dict, seeds: list[int]) -> dict:
 
 
 def resolution_of(default: dict, first: list[int], second: list[int]) -> dict:
-    """The default's `second` seeds against its `first`, on its near part: the judge's resolution."""
+    """The default's `second` seeds against its `first`, on its near part: the judge's resolution, and whether its
+    interval covers its seed noise (the default against itself lies within it: it holds zero). The bootstrap draws
+    folds and digits, not seeds, so with too few seeds a recipe can differ from itself beyond the interval (measured:
+    the full judge with one seed a recipe); the rule reads no verdict of such a judge."""
     r = resolution(default["folds"], first, second, (default["near"], ()))
-    return {"seeds": [first, second], **r.to_json(), "half_width": r.half_width}
+    return {"seeds": [first, second], **r.to_json(), "half_width": r.half_width,
+            "covers_seed_noise": r.ci95[0] <= 0 <= r.ci95[1]}
 
 
 def public(result: dict) -> dict:
@@ -216,8 +221,10 @@ def eligible(rows: list[dict], i: int, within_budget: bool) -> bool:
     best_accuracy = max(r["screen"]["val_accuracy"]["mean"] for r in rows)
     ratio = rows[i].get("time_ratio")
     over = ratio is not None and ratio > TIME_BUDGET
+    full = rows[i].get("full") or {}
+    confirmed = full.get("vs_default", {}).get("better", False) and full.get("covers_seed_noise", False)
     return (rows[i]["screen"]["val_accuracy"]["mean"] >= best_accuracy - ACCURACY_SLACK and not rows[i]["failed_floors"]
-            and over != within_budget and (rows[i].get("full") or {}).get("vs_default", {}).get("better", False))
+            and over != within_budget and confirmed)
 
 
 def choose(rows: list[dict]) -> int:
@@ -299,7 +306,8 @@ def confirm(rows, picked, measured, first, second, args, images, labels, summary
         base = full[0]
         if k == 0:
             summary["full_resolution"] = resolution_of(base, first, second)
-        rows[k]["full"] = {**public(full[k]), "vs_default": versus_default(base, full[k], first)}
+        rows[k]["full"] = {**public(full[k]), "vs_default": versus_default(base, full[k], first),
+                           "covers_seed_noise": summary["full_resolution"]["covers_seed_noise"]}
     pairs = [(rows[k]["screen"]["vs_default"]["difference"], rows[k]["full"]["vs_default"]["difference"])
              for k in picked if k]
     summary["agreement"] = {"recipes": len(pairs), "same_sign": sum((a > 0) == (b > 0) for a, b in pairs),

@@ -399,7 +399,11 @@ def methods_section(summary: dict) -> str:
         res = summary[key].get("resolution") if key == "screen" else summary.get(key)
         if res:
             lines.append(f"Resolution of {label}: +-{res['half_width']:.4f} (the default's seeds {res['seeds'][1]} "
-                         f"against its seeds {res['seeds'][0]}: {res['difference']:+.4f}).")
+                         f"against its seeds {res['seeds'][0]}: {res['difference']:+.4f}"
+                         + ("" if res.get("covers_seed_noise", True) else
+                            f", [{res['ci95'][0]:+.4f}, {res['ci95'][1]:+.4f}]: outside its own interval, so with "
+                            "this many seeds its intervals leave seed noise out and the rule reads no verdict of it")
+                         + ").")
     agreement = summary.get("agreement")
     if agreement:
         lines.append(f"The screen and the full judge agree on the sign of {agreement['same_sign']} of "

@@ -167,8 +167,9 @@ def test_a_shipped_judgement_is_complete_and_gives_back_its_own_near_part(path):
 def test_the_recipe_rules_read_the_full_judges_paired_interval_and_name_a_preset_only_beyond_the_budget():
     import methods
 
-    def row(better, ratio, accuracy=0.994, floors=(), difference=0.003):
-        full = None if better is None else {"vs_default": {"better": better, "difference": difference}}
+    def row(better, ratio, accuracy=0.994, floors=(), difference=0.003, covered=True):
+        full = None if better is None else {"vs_default": {"better": better, "difference": difference},
+                                            "covers_seed_noise": covered}
         return {"screen": {"val_accuracy": {"mean": accuracy}}, "time_ratio": ratio, "failed_floors": list(floors),
                 "full": full}
     default = row(False, 1.0, difference=0.0)
@@ -176,8 +177,10 @@ def test_the_recipe_rules_read_the_full_judges_paired_interval_and_name_a_preset
     assert methods.choose([default, row(True, 2.0)]) == 0 and methods.choose_preset([default, row(True, 2.0)]) == 1
     # Inside the budget and better: the new default, and no preset.
     assert methods.choose([default, row(True, 1.1)]) == 1 and methods.choose_preset([default, row(True, 1.1)]) is None
-    # Not better, better on the screen alone (never confirmed), below the accuracy slack, or under a floor: neither.
-    for other in (row(False, 1.1), row(None, 1.1), row(True, 1.1, accuracy=0.990), row(True, 2.0, floors=["far"])):
+    # Not better, better on the screen alone (never confirmed), below the accuracy slack, or under a floor: neither;
+    # ... or better on a full judge whose own seeds differ beyond its interval (too few seeds to read it).
+    for other in (row(False, 1.1), row(None, 1.1), row(True, 1.1, accuracy=0.990), row(True, 2.0, floors=["far"]),
+                  row(True, 1.1, covered=False), row(True, 2.0, covered=False)):
         assert methods.choose([default, other]) == 0 and methods.choose_preset([default, other]) is None
     # Of two presets, the larger paired difference.
     assert methods.choose_preset([default, row(True, 2.0, difference=0.002), row(True, 3.0, difference=0.004)]) == 2
@@ -211,3 +214,42 @@ def test_the_recipe_benchmark_screens_only_the_methods_asked_for_pairs_each_with
     for wrong in ("9", "x", ""):
         with pytest.raises(SystemExit):
             methods.build_parser().parse_args(["--only", wrong])
+
+
+@pytest.mark.parametrize("default_seeds_differ", [False, True])
+def test_the_full_judge_is_read_only_when_the_default_against_itself_lies_within_its_interval(
+        default_seeds_differ, monkeypatch, tmp_path, data_dir):
+    """--confirm takes the best screened recipe to the full judge with --full-seeds seeds a recipe; a full judge whose
+    default differs from itself (other seeds) beyond its own interval leaves seed noise out, and no verdict is read."""
+    from dataclasses import replace
+
+    import methods
+    from osr_core.judge import FoldJudge
+    from test_judge import _folds
+    trained = []
+
+    def judged(recipe, folder, groups, seeds, args, images, labels):
+        trained.append((folder.parent.name, folder.name, list(seeds)))
+        longer = recipe.epochs == 10  # better by 0.002 an unknown in every fold, on the screen and the full judge
+        folds = []
+        for seed in seeds:  # every seed gives the same scores, but the default's later seeds when told to differ
+            worse = not longer and default_seeds_differ and seed >= len(seeds) // 2
+            better = range(len(groups)) if longer else ()
+            for f in _folds(n_folds=len(groups), better_in=better, moved=1 if worse else 5):
+                folds.append(replace(f, held_out=list(groups[f.held_out[0]]), recipe=replace(f.recipe, seed=seed)))
+        one = {"mean": 0.99, "sd": 0.001, "min": 0.98, "max": 0.995, "per_seed": [0.99] * len(seeds)}
+        return {"folds": folds, "judge": FoldJudge(folds), "near": "energy", "seeds": list(seeds), "val_accuracy": one,
+                "auroc": one, "operating_point": {"held_out_named_a_digit": one, "acceptance": one,
+                                                  "far_rejected": one},
+                "seconds_per_model": 20.0 if longer else 10.0}
+    monkeypatch.setattr(methods, "judged", judged)
+    assert methods.main(["--out-dir", str(tmp_path), "--only", "6", "--seeds", "2", "--confirm", "1", "--full-seeds",
+                         "1", "--data-dir", data_dir]) == 0
+    assert trained[2:] == [("method0", "full", [0, 1]), ("method6", "full", [0])]
+    written = json.loads((tmp_path / "methods.json").read_text())
+    resolution, longer = written["full_resolution"], written["methods"][1]
+    assert written["full_seeds"] == [0] and resolution["seeds"] == [[0], [1]]
+    assert longer["full"]["vs_default"]["better"] and longer["time_ratio"] == 2.0
+    assert resolution["covers_seed_noise"] == (not default_seeds_differ) == longer["full"]["covers_seed_noise"]
+    # Better on a judge that covers its seed noise, beyond the time budget: the large preset; else none.
+    assert written["preset"] == (None if default_seeds_differ else methods.METHODS[6][0])

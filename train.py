@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compactness", type=cli.number(float, 0), default=Recipe.compactness, metavar="W",
                    help="add W times the share of the features' variance within classes to the loss: a centre loss "
                         "that draws each class together against the spread between classes (default: %(default)s, none)")
+    p.add_argument("--class-anchors", type=cli.number(float, 0), default=Recipe.class_anchors, metavar="ALPHA",
+                   help="class anchor clustering (CAC): the logits are minus the squared distances of the classifier's "
+                        "output to fixed class anchors (class k's at ALPHA on axis k), and each digit is drawn to its own "
+                        "(default: %(default)s, a linear classifier; Miller et al. use 10)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: bfloat16 autocast for the forward pass; auto (default): bf16 where the CPU (AVX512-BF16, "
                         "AMX) or GPU runs it natively, else fp32")
@@ -87,6 +91,7 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
                   decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, pen=args.pen, oe_fraction=args.oe_fraction,
                   oe_weight=args.oe_weight, logit_norm=args.logit_norm, compactness=args.compactness,
+                  class_anchors=args.class_anchors,
                   precision=cli.resolve_precision(args.precision, device),
                   train_limit=args.train_limit, seed=args.seed)
 
@@ -94,6 +99,8 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
 def run(args: argparse.Namespace) -> int:
     if args.decoder != "plain" and args.arch != "cnn":
         raise cli.UserError(f"--decoder {args.decoder} is for --arch cnn")
+    if args.class_anchors and args.arch != "cnn":
+        raise cli.UserError("--class-anchors is for --arch cnn")
     # The checkpoint's folder is this run's while it trains (rank 0 writes it; under torchrun the others do not lock).
     with folder_lock(Path(args.out).parent) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         return train(args)

@@ -32,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train  # noqa: E402
-from osr_core import acceptance, cli, data, gates, outliers  # noqa: E402
+from osr_core import acceptance, cli, data, ensemble, gates, outliers  # noqa: E402
 from osr_core.calibration import calibrate, threshold_table  # noqa: E402
 from osr_core.io import load_checkpoint, write_json  # noqa: E402
 from osr_core.judge import FoldJudge, compare, resolution  # noqa: E402
@@ -65,7 +66,11 @@ METHODS = [
      "(--oe-fraction 0.25)", ["--oe-fraction", "0.25"]),
     ("a decoder that draws only from a sparse mix of 100 learned prototypes (--decoder memory)",
      ["--decoder", "memory"]),
+    ("a deep ensemble of three default models trained from other seeds (--ensemble 3)", ["--ensemble", "3"]),
+    ("class anchor clustering: the logits are minus the distances to fixed class anchors (--class-anchors 10)",
+     ["--class-anchors", "10"]),
 ]
+ENSEMBLE = "--ensemble"  # a row's flag (not train.py's): N models of the rest of its flags, read as one (ensemble.py)
 # Width 24 and ten epochs cost more than TIME_BUDGET (about 2x the default's training): they can only be named a
 # preset (PRESET_RULE), never the default. (LogitNorm lost earlier, and outlier exposure while it normalised its
 # negatives with the digits' statistics: docs/recipes.md.)
@@ -115,7 +120,22 @@ def parse_methods(text: str) -> list[int]:
 
 
 def recipe_of(flags: list[str]) -> Recipe:
-    return train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))
+    return train.recipe_of(train.build_parser().parse_args(members_of(flags)[0]), torch.device("cpu"))
+
+
+def members_of(flags: list[str]) -> tuple[list[str], int]:
+    """A row's train.py flags and how many models of them it reads as one (1: a single model)."""
+    if ENSEMBLE not in flags:
+        return flags, 1
+    at = flags.index(ENSEMBLE)
+    return flags[:at] + flags[at + 2:], int(flags[at + 1])
+
+
+def folder_of(out: Path, i: int) -> Path:
+    """Where row i's models are kept: an ensemble's members are models of another row's recipe (the default's for
+    --ensemble alone), kept and reused there."""
+    flags, size = members_of(METHODS[i][1])
+    return out / f"method{i if size == 1 else [f for _, f in METHODS].index(flags)}"
 
 
 # ----------------------------------------------------------------------------------- one recipe, one seed
@@ -135,14 +155,13 @@ def judge_folds(recipe: Recipe, folder: Path, groups, seed: int, data_dir: str) 
     return folds, json.loads(timing.read_text()) if timing.is_file() else None
 
 
-def operating_point(fold: Fold, model, near: str, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def operating_point(fold: Fold, score, near: str, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """The near part at each predicted class's TARGET threshold on the fold's known validation digits: the share of
     its held-out classes' validation digits named a digit, of each far family (made from its known validation digits)
-    rejected, and of its users' digits (the acceptance family) accepted."""
+    rejected, and of its users' digits (the acceptance family) accepted. score(images) -> the fold's Scored."""
     classes = list(fold.recipe.known_classes)
     mine = torch.isin(labels, torch.tensor(classes))
     digits, digit_labels = images[mine], labels[mine]
-    score = lambda x: score_images(model, x, classes, torch.device("cpu"))
     far = {family: score(x) for family, x in outliers.validation_proxy(digits, digit_labels, 0).items()}
     users = score(acceptance.users_digits(digits[:acceptance.SIZE], 0)[0])
     knots = gates.fit_normalisation(fold.known, gates.with_components([near]))
@@ -153,6 +172,28 @@ def operating_point(fold: Fold, model, near: str, images: torch.Tensor, labels: 
             "far_rejected": min(1 - accepted(s) for s in far.values())}
 
 
+def scorer(folder: Path, fold: Fold, member_seeds: list[int], member_folds: list[Fold]):
+    """score(images) -> Scored of a fold's model, or of its ensemble (its members' scores combined on their own known
+    validation digits)."""
+    classes = list(fold.recipe.known_classes)
+    models = [model_from_checkpoint(load_checkpoint(fold_path(folder, fold.held_out, s)), torch.device("cpu"))
+              for s in member_seeds]
+    if len(models) == 1:
+        return lambda x: score_images(models[0], x, classes, torch.device("cpu"))
+    return lambda x: ensemble.combine([score_images(m, x, classes, torch.device("cpu")) for m in models],
+                                      [f.known for f in member_folds])
+
+
+def ensemble_fold(members: list[Fold], seed: int, labels: torch.Tensor) -> Fold:
+    """One fold of an ensemble (its `seed`: which members), from its members' folds; `labels`: the validation
+    digits' labels, of every class in the split's order."""
+    first = members[0]
+    known = ensemble.combine([f.known for f in members], [f.known for f in members])
+    unknown = ensemble.combine([f.unknown for f in members], [f.known for f in members])
+    truth = labels[torch.isin(labels, torch.tensor(first.recipe.known_classes))].numpy()
+    return Fold(first.held_out, replace(first.recipe, seed=seed), known, unknown, float((known.pred == truth).mean()))
+
+
 def spread(per_seed) -> dict:
     """A figure over seeds (a list, or a mapping seed -> figure, kept as given): mean, standard deviation (n - 1; 0
     for one seed) and range."""
@@ -161,13 +202,20 @@ def spread(per_seed) -> dict:
             "max": max(v), "per_seed": per_seed if isinstance(per_seed, dict) else v}
 
 
-def judged(recipe: Recipe, folder: Path, groups, seeds: list[int], args, images, labels) -> dict:
+def judged(recipe: Recipe, folder: Path, groups, seeds: list[int], args, images, labels, size: int = 1) -> dict:
     """A recipe's judge over `seeds`: its folds, the near part the selection's step 1 chooses on them, and per seed the
     validation accuracy, the AUROC of that near part (mean over the folds), the operating point and the seconds a
-    model took."""
-    folds, seconds = [], []
+    model took. With `size` > 1, each seed is an ensemble of that many models (seed s: the models of seeds s * size to
+    s * size + size - 1), and a model's seconds are its members' together."""
+    folds, seconds, members = [], [], []  # members[k]: the seeds and folds of folds[k]'s models
     for seed in seeds:
-        of_seed, t = judge_folds(recipe, folder, groups, seed, args.data_dir)
+        member_seeds = list(range(seed * size, seed * size + size))
+        trained = [judge_folds(recipe, folder, groups, s, args.data_dir) for s in member_seeds]
+        of_seed = trained[0][0] if size == 1 else \
+            [ensemble_fold(list(fs), seed, labels) for fs in zip(*(t[0] for t in trained))]
+        members += [(member_seeds, [t[0][k] for t in trained]) for k in range(len(of_seed))]
+        times = [t[1] for t in trained]
+        t = None if None in times else sum(times)
         folds += of_seed
         seconds.append(t)
         print(f"  seed {seed}: validation accuracy {np.mean([f.val_accuracy for f in of_seed]):.4f}"
@@ -177,9 +225,8 @@ def judged(recipe: Recipe, folder: Path, groups, seeds: list[int], args, images,
     per_seed_auroc = np.mean(judge.per_fold_and_seed(near, ()), axis=0)  # (S,): each seed's mean over the folds
     points = []
     for seed in seeds:
-        of_seed = [f for f in folds if f.recipe.seed == seed]
-        ops = [operating_point(f, model_from_checkpoint(load_checkpoint(fold_path(folder, f.held_out, seed)),
-                                                        torch.device("cpu")), near, images, labels) for f in of_seed]
+        ops = [operating_point(f, scorer(folder, f, *m), near, images, labels)
+               for f, m in zip(folds, members) if f.recipe.seed == seed]
         points.append({k: float(np.mean([o[k] for o in ops])) for k in ops[0]})
     return {"folds": folds, "judge": judge, "near": near, "seeds": seeds,
             "val_accuracy": spread([np.mean([f.val_accuracy for f in folds if f.recipe.seed == s]) for s in seeds]),
@@ -259,8 +306,8 @@ def main(argv=None) -> int:
         name, flags = METHODS[i]
         print(f"method {i}: {name} (screen)", flush=True)
         started = time.perf_counter()
-        results[i] = judged(recipe_of(flags), out / f"method{i}" / "screen", SCREEN, first + second if i == 0 else first,
-                            args, images, labels)
+        results[i] = judged(recipe_of(flags), folder_of(out, i) / "screen", SCREEN, first + second if i == 0 else first,
+                            args, images, labels, members_of(flags)[1])
         if i == 0:
             base = results[0]
             summary["screen"]["resolution"] = resolution_of(base, first, second)
@@ -301,8 +348,8 @@ def confirm(rows, picked, measured, first, second, args, images, labels, summary
         i = measured[k]
         name, flags = METHODS[i]
         print(f"method {i}: {name} (full judge)", flush=True)
-        full[k] = judged(recipe_of(flags), out / f"method{i}" / "full", groups, first + second if k == 0 else first,
-                         args, images, labels)
+        full[k] = judged(recipe_of(flags), folder_of(out, i) / "full", groups, first + second if k == 0 else first,
+                         args, images, labels, members_of(flags)[1])
         base = full[0]
         if k == 0:
             summary["full_resolution"] = resolution_of(base, first, second)

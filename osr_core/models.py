@@ -30,6 +30,11 @@ class ModelConfig:
     # features themselves (MemAE, Gong et al. 2019), so that what is no digit comes out as its nearest digits and
     # its reconstruction error grows. 0: none (and for checkpoints from before it existed).
     memory_slots: int = 0
+    # cnn: class anchor clustering (CAC, Miller et al. 2021): the classifier maps the features to a point in a space of
+    # num_classes dimensions, and the logits are minus its squared distances to fixed anchors there, class k's at this
+    # scale times the k-th unit vector, so that every class is drawn to its own point and what lies far from all of
+    # them has no large logit. 0: a linear classifier's logits (and for checkpoints from before it existed).
+    class_anchors: float = 0.0
     dhr_code_channels: int = 8  # dhrnet: channels of each stage's latent code z_l
     openmax_alpha: int = 10     # dhrnet: how many top-ranked classes OpenMax revises
 
@@ -165,15 +170,24 @@ class OSRNet(nn.Module):
             features = self.read_memory(features)[0]
         return self.decoder(features)
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, d) -> logits (B, K): the linear classifier's, or minus the squared distances of its output to
+        the class anchors (config.class_anchors)."""
+        z = self.classifier(features)
+        if not self.config.class_anchors:
+            return z
+        anchors = self.config.class_anchors * torch.eye(z.shape[1], device=z.device, dtype=z.dtype)
+        return -(z[:, None, :] - anchors[None]).pow(2).sum(dim=2)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier's logits alone, as forward computes them: all that a validation accuracy needs."""
-        return self.classifier(self.encoder(normalised(x)))
+        return self.classify(self.encoder(normalised(x)))
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> Outputs:
         """x: (B, 1, 28, 28) in [0, 1]; condition: the class indices a conditional decoder is told
         (training: the labels), by default the predicted ones."""
         features = self.encoder(normalised(x))
-        logits = self.classifier(features)
+        logits = self.classify(features)
         recon = self.decode(features, logits.argmax(1) if condition is None else condition)
         # The feature autoencoder models the features without shaping them: no gradient flows back. The class
         # Gaussians are fitted after training, so in training the distance to them would be wasted work.

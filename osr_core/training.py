@@ -33,6 +33,9 @@ FEATURE_LOSS_WEIGHT = 1.0
 # --decoder memory (MemAE, Gong et al. 2019, with its MNIST settings): the memory's slots and its entropy loss' weight.
 MEMORY_SLOTS = 100
 MEMORY_ENTROPY_WEIGHT = 2e-4
+# --class-anchors (CAC, Miller et al. 2021): the weight of the anchor loss, the mean squared distance to the own
+# class's anchor, beside the cross-entropy of minus the distances (their tuple loss).
+ANCHOR_LOSS_WEIGHT = 0.1
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 10.0,
@@ -125,6 +128,12 @@ def compactness_loss(features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return within / total.clamp_min(1e-12)
 
 
+def anchor_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CAC's anchor loss: the mean squared distance of the classifier's output to its own class's anchor, which is
+    minus that class's logit (models.OSRNet.classify)."""
+    return -logits.float().gather(1, y[:, None]).mean()
+
+
 def memory_entropy_loss(model: OSRNet, features: torch.Tensor) -> torch.Tensor:
     """The entropy of the memory's weights (MemAE's sparsity loss): a few prototypes for each digit."""
     weights = model.read_memory(features)[1]
@@ -206,6 +215,8 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
             loss = loss + recipe.compactness * compactness_loss(out.features, y)
         if conditional:
             loss = loss + PIXEL_LOSS_WEIGHT * wrong_loss
+        if net.config.class_anchors:
+            loss = loss + ANCHOR_LOSS_WEIGHT * anchor_loss(out.logits, y)
         if net.config.memory_slots:
             loss = loss + MEMORY_ENTROPY_WEIGHT * memory_entropy_loss(net, out.features)
         if negatives is not None:
@@ -307,7 +318,8 @@ def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World
     known = d.known
     config = ModelConfig(arch=recipe.arch, num_classes=len(known), width=recipe.width,
                          conditional_decoder=recipe.decoder == "conditional",
-                         memory_slots=MEMORY_SLOTS if recipe.decoder == "memory" else 0)
+                         memory_slots=MEMORY_SLOTS if recipe.decoder == "memory" else 0,
+                         class_anchors=recipe.class_anchors)
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * batches_per_epoch(len(d.train_images), recipe.batch_size, world.size)

@@ -44,12 +44,18 @@ def test_the_judged_recipes_are_those_train_py_and_the_protocol_train_by_default
 
 
 def test_a_judgement_is_keyed_by_the_recipe_without_its_seed_and_precision():
+    from osr_core.recipe import ADDED_FIELDS
     recipes = judgement.judged_recipes(torch.device("cpu"))
     default = recipes["default"]
     from dataclasses import replace
     assert judgement.path_for(default) == judgement.path_for(replace(default, seed=7, precision="bf16"))
     assert judgement.path_for(default) != judgement.path_for(replace(default, width=24))
     assert len({judgement.path_for(r) for r in recipes.values()}) == len(recipes) == 6
+    # A field added since judgements first shipped is in the key only where a recipe sets it: the judgements of the
+    # recipes from before it existed are still found (every shipped judgement is, below), and one that sets it is new.
+    for name in ADDED_FIELDS:
+        assert name not in judgement.recipe_key(default)
+        assert judgement.path_for(default) != judgement.path_for(replace(default, **{name: 1.0}))
 
 
 def test_stage_2_uses_a_shipped_judgement_of_its_recipe_and_trains_no_fold(trained_run, data_dir, tmp_path,
@@ -193,7 +199,7 @@ def test_the_recipe_benchmark_screens_only_the_methods_asked_for_pairs_each_with
     from test_judge import _folds
     screened = []
 
-    def judged(recipe, folder, groups, seeds, args, images, labels):
+    def judged(recipe, folder, groups, seeds, args, images, labels, size=1):
         screened.append((folder.parent.name, list(seeds)))
         better = range(3) if recipe.epochs == 10 else ()  # method 6 (--epochs 10) is better in every fold
         folds = _folds(n_folds=3, seeds=seeds, better_in=better, moved=5)
@@ -211,7 +217,7 @@ def test_the_recipe_benchmark_screens_only_the_methods_asked_for_pairs_each_with
     assert default["screen"]["vs_default"]["ci95"] == [0.0, 0.0] and longer["screen"]["vs_default"]["better"]
     assert written["screen"]["resolution"]["seeds"] == [[0, 1], [2, 3]] and longer["time_ratio"] == 2.0
     assert written["chosen"] == methods.METHODS[0][0]  # better on the screen alone changes nothing
-    for wrong in ("9", "x", ""):
+    for wrong in (str(len(methods.METHODS)), "x", ""):
         with pytest.raises(SystemExit):
             methods.build_parser().parse_args(["--only", wrong])
 
@@ -228,7 +234,7 @@ def test_the_full_judge_is_read_only_when_the_default_against_itself_lies_within
     from test_judge import _folds
     trained = []
 
-    def judged(recipe, folder, groups, seeds, args, images, labels):
+    def judged(recipe, folder, groups, seeds, args, images, labels, size=1):
         trained.append((folder.parent.name, folder.name, list(seeds)))
         longer = recipe.epochs == 10  # better by 0.002 an unknown in every fold, on the screen and the full judge
         folds = []

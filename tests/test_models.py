@@ -38,6 +38,16 @@ def test_openmax_unknown_is_low_at_a_class_mean_and_high_far_from_all():
     assert p_near.item() < 0.01 and p_far.item() > 0.5
 
 
+def test_class_anchors_make_the_logits_minus_the_distances_to_the_anchors():
+    model = build_model(ModelConfig(num_classes=3, width=4, latent_dim=8, feature_code_dim=4, class_anchors=10.0)).eval()
+    points = torch.tensor([[10.0, 0.0, 0.0], [0.0, 0.0, 10.0], [0.0, 0.0, 0.0]])  # class 0's anchor, 2's, none
+    model.classifier = torch.nn.Identity()
+    logits = model.classify(points)
+    assert torch.allclose(logits, -torch.cdist(points, 10.0 * torch.eye(3)).pow(2))
+    assert logits[0].argmax() == 0 and logits[1].argmax() == 2 and logits[0, 0] == logits[1, 2] == 0
+    assert logits[2].max() == -100  # far from every anchor: no large logit
+
+
 def test_a_memory_decoder_draws_only_from_a_sparse_mix_of_its_prototypes():
     from osr_core.models import MEMORY_SHRINK
     torch.manual_seed(0)

@@ -130,6 +130,27 @@ def test_a_memory_decoder_trains_and_its_checkpoint_reloads_drawing_from_its_mem
     assert train.main([*flags, "--decoder", "memory", "--arch", "dhrnet"]) == 2
 
 
+def test_class_anchors_train_reload_and_draw_each_digit_to_its_anchor(data_dir, tmp_path):
+    import train
+    from osr_core.io import load_checkpoint
+    from osr_core.models import model_from_checkpoint
+    from osr_core.training import anchor_loss
+    out = tmp_path / "m.pt"
+    flags = ["--train-limit", "300", "--epochs", "1", "--width", "4", "--data-dir", data_dir, "--device", "cpu",
+             "--quiet", "--out", str(out), "--class-anchors", "10"]
+    assert train.main(flags) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint["model_config"]["class_anchors"] == 10 and checkpoint["recipe"]["class_anchors"] == 10
+    model = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    features = model(torch.rand(4, 1, 28, 28)).features
+    y = torch.tensor([0, 1, 2, 3])
+    anchors = 10 * torch.eye(10)
+    # The anchor loss is the mean squared distance of the head's output to the own class's anchor.
+    assert torch.allclose(anchor_loss(model.classify(features), y),
+                          (model.classifier(features) - anchors[y]).pow(2).sum(1).mean())
+    assert train.main([*flags, "--arch", "dhrnet"]) == 2
+
+
 def test_another_pen_changes_the_share_asked_for_each_way_by_its_amount_and_nothing_at_share_0():
     strokes = torch.zeros(600, 1, 28, 28)
     strokes[:, 0, 6:22, 12:15] = 1.0                      # a bar three pixels wide: a stroke of a "1"

@@ -69,6 +69,8 @@ METHODS = [
     ("a deep ensemble of three default models trained from other seeds (--ensemble 3)", ["--ensemble", "3"]),
     ("class anchor clustering: the logits are minus the distances to fixed class anchors (--class-anchors 10)",
      ["--class-anchors", "10"]),
+    ("a deep ensemble of three ten-epoch models (--epochs 10 --ensemble 3)", ["--epochs", "10", "--ensemble", "3"]),
+    ("a deep ensemble of five default models (--ensemble 5)", ["--ensemble", "5"]),
 ]
 ENSEMBLE = "--ensemble"  # a row's flag (not train.py's): N models of the rest of its flags, read as one (ensemble.py)
 # Width 24 and ten epochs cost more than TIME_BUDGET (about 2x the default's training): they can only be named a

@@ -172,12 +172,12 @@ class OSRNet(nn.Module):
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, d) -> logits (B, K): the linear classifier's, or minus the squared distances of its output to
-        the class anchors (config.class_anchors)."""
+        the class anchors (config.class_anchors; in float32, as bfloat16 would round distances near 100 by 0.5)."""
         z = self.classifier(features)
         if not self.config.class_anchors:
             return z
-        anchors = self.config.class_anchors * torch.eye(z.shape[1], device=z.device, dtype=z.dtype)
-        return -(z[:, None, :] - anchors[None]).pow(2).sum(dim=2)
+        anchors = self.config.class_anchors * torch.eye(z.shape[1], device=z.device)
+        return -(z.float()[:, None, :] - anchors[None]).pow(2).sum(dim=2)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier's logits alone, as forward computes them: all that a validation accuracy needs."""

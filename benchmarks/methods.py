@@ -4,7 +4,9 @@ Usage: python benchmarks/methods.py [--out-dir artifacts/methods] [--data-dir da
                                     [--confirm K] [--full-seeds S]
 
 One seed's model is a lottery on near unknowns, and a recipe's gain is a few thousandths of AUROC, so every figure
-here is over SEEDS training seeds, and every comparison is paired (osr_core/judge.py).
+here is over SEEDS training seeds, and every comparison is paired (osr_core/judge.py). A row with `--ensemble N` is
+a deep ensemble of N models of its other flags' recipe, read as one (osr_core/ensemble.py): its seed s is their
+models of seeds s * N to s * N + N - 1, kept and reused in that recipe's folder.
 
 1. **The screen** (minutes a recipe): for each method, models of its recipe on the three design partitions
    (leave_out.SCREEN: 6 known digits, the 4 others held out; none a protocol split), each at the recipe's own budget

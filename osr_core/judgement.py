@@ -30,7 +30,7 @@ from .io import atomic_write_bytes
 from .leave_out import FULL, Fold, FoldScheme, leave_classes_out
 from .judge import FoldJudge, ShippedJudge
 from .selection import gate_plans, near_part
-from .recipe import ADDED_FIELDS, Recipe
+from .recipe import ADDED_FIELDS, Recipe, uses
 from .scores import Scored
 
 log = logging.getLogger("osr")
@@ -43,9 +43,8 @@ FINGERPRINT_DIGITS = 6                    # ... and compared to this many by cod
 def recipe_key(recipe: Recipe) -> dict:
     """What a judgement is a judgement of: the recipe, less UNJUDGED_FIELDS and the fields added since judgements
     first shipped where they hold their default (recipe.ADDED_FIELDS)."""
-    defaults = Recipe.__dataclass_fields__
     return {k: v for k, v in recipe.to_dict().items()
-            if k not in UNJUDGED_FIELDS and not (k in ADDED_FIELDS and v == defaults[k].default)}
+            if k not in UNJUDGED_FIELDS and (k not in ADDED_FIELDS or uses(recipe, k))}
 
 
 def path_for(recipe: Recipe) -> Path:

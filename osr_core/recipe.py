@@ -83,12 +83,15 @@ class Recipe:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
+def uses(recipe: Recipe, name: str) -> bool:
+    """Whether `recipe` sets the field `name` to a value other than its default."""
+    return getattr(recipe, name) != Recipe.__dataclass_fields__[name].default
+
+
 def code_version_of(recipe: Recipe) -> int:
     """The training code's version for `recipe`: the highest of TRAINING_CODE_VERSION and the versions of the fields
-    it uses (a value other than the field's default)."""
-    defaults = Recipe.__dataclass_fields__
-    return max([TRAINING_CODE_VERSION] + [v for name, v in FIELD_CODE_VERSIONS.items()
-                                          if getattr(recipe, name) != defaults[name].default])
+    it uses."""
+    return max([TRAINING_CODE_VERSION] + [v for name, v in FIELD_CODE_VERSIONS.items() if uses(recipe, name)])
 
 
 def reusable_checkpoint(path: Path, recipe: Recipe) -> dict | None:

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class anchor clustering (CAC): the logits are minus the squared distances of the classifier's "
                         "output to fixed class anchors (class k's at ALPHA on axis k), and each digit is drawn to its own "
                         "(default: %(default)s, a linear classifier; Miller et al. use 10)")
+    p.add_argument("--placeholders", type=cli.number(float, 0, 1), default=Recipe.placeholders, metavar="F",
+                   help="between-class placeholders (PROSER): F times the batch size of pairs of digits of two classes, "
+                        "mixed in the encoder after its second pooling, their softmax pulled towards uniform "
+                        "(default: %(default)s, none)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: bfloat16 autocast for the forward pass; auto (default): bf16 where the CPU (AVX512-BF16, "
                         "AMX) or GPU runs it natively, else fp32")
@@ -91,16 +95,13 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
                   decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, pen=args.pen, oe_fraction=args.oe_fraction,
                   oe_weight=args.oe_weight, logit_norm=args.logit_norm, compactness=args.compactness,
-                  class_anchors=args.class_anchors,
+                  class_anchors=args.class_anchors, placeholders=args.placeholders,
                   precision=cli.resolve_precision(args.precision, device),
                   train_limit=args.train_limit, seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.decoder != "plain" and args.arch != "cnn":
-        raise cli.UserError(f"--decoder {args.decoder} is for --arch cnn")
-    if args.class_anchors and args.arch != "cnn":
-        raise cli.UserError("--class-anchors is for --arch cnn")
+    training.check_recipe(recipe_of(args, torch.device("cpu")))  # before any work (fit checks again, with the processes)
     # The checkpoint's folder is this run's while it trains (rank 0 writes it; under torchrun the others do not lock).
     with folder_lock(Path(args.out).parent) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         return train(args)
@@ -109,8 +110,6 @@ def run(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     world, device_name = distributed.start(args.device)
     try:
-        if world.distributed and args.decoder == "conditional":
-            raise cli.UserError("--decoder conditional trains in one process only (its wrong-class pass is outside DDP)")
         device = cli.resolve_device(device_name)
         resume = Path(f"{args.out}.resume")
         if world.is_main and not args.resume:

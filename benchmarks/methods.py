@@ -73,6 +73,8 @@ METHODS = [
      ["--class-anchors", "10"]),
     ("a deep ensemble of three ten-epoch models (--epochs 10 --ensemble 3)", ["--epochs", "10", "--ensemble", "3"]),
     ("a deep ensemble of five default models (--ensemble 5)", ["--ensemble", "5"]),
+    ("between-class placeholders: pairs of digits of two classes mixed in the encoder, a quarter of each batch, "
+     "pulled to the uniform softmax (--placeholders 0.25)", ["--placeholders", "0.25"]),
 ]
 ENSEMBLE = "--ensemble"  # a row's flag (not train.py's): N models of the rest of its flags, read as one (ensemble.py)
 # Width 24 and ten epochs cost more than TIME_BUDGET (about 2x the default's training): they can only be named a

@@ -21,7 +21,7 @@ FIELD_CODE_VERSIONS = {"oe_fraction": 3}
 # The fields added since judgements first shipped. A field's default is the behaviour from before it existed, and it
 # never changes; at that default a judgement's key leaves the field out (judgement.recipe_key), so that the recipes
 # judged before it existed are still found, and a recipe that sets it is a recipe of its own.
-ADDED_FIELDS = ("class_anchors",)
+ADDED_FIELDS = ("class_anchors", "placeholders")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Recipe:
     logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
     compactness: float = 0.0        # weight of the within-class share of the features' variance (0: none)
     class_anchors: float = 0.0      # class anchor clustering: the anchors' scale (0: a linear classifier; models.py)
+    placeholders: float = 0.0       # between-class placeholders per batch, as a fraction of the batch (training.py)
     precision: str = "fp32"         # "bf16": bfloat16 autocast for the forward pass (resolved, never "auto")
     train_limit: int | None = None  # only the first N training images of the known classes
     seed: int = 0

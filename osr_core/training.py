@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from .fitting import finish_fitting
 from .io import CHECKPOINT_FORMAT, atomic_write_bytes, torch_bytes
 from .models import ModelConfig, OSRNet, Outputs, build_model
 from .outliers import training_negatives
-from .recipe import FLAG_OF, Recipe
+from .recipe import FLAG_OF, Recipe, uses
 
 log = logging.getLogger("osr")
 PIXEL_LOSS_WEIGHT = 1.0
@@ -36,6 +36,13 @@ MEMORY_ENTROPY_WEIGHT = 2e-4
 # --class-anchors (CAC, Miller et al. 2021): the weight of the anchor loss, the mean squared distance to the own
 # class's anchor, beside the cross-entropy of minus the distances (their tuple loss).
 ANCHOR_LOSS_WEIGHT = 0.1
+# --placeholders (PROSER's data placeholders, Zhou et al. 2021, trained to the uniform softmax as outlier exposure is):
+# two digits of different classes are mixed in the encoder after its second pooling, where strokes are features and the
+# class is not yet decided, each pair by a share drawn uniformly from PLACEHOLDER_SHARES (near 0 or 1 a placeholder
+# would be a digit), and the placeholders' loss has this weight.
+PLACEHOLDER_LAYER = 13  # encoder[13]: the second MaxPool2d, (B, 2w, 7, 7)
+PLACEHOLDER_SHARES = (0.25, 0.75)
+PLACEHOLDER_LOSS_WEIGHT = 0.5
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 10.0,
@@ -153,6 +160,36 @@ def outlier_exposure_loss(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits.float(), dim=1).mean()
 
 
+def placeholder_pairs(y: torch.Tensor, count: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """`count` draws of two rows of the batch and a share: (first, second, share), kept where the two rows' classes
+    differ (a placeholder between two digits of one class would be that digit). Always the same number of draws from
+    `generator`, so a run stays the same whatever the batch's classes."""
+    first = torch.randint(0, len(y), (count,), generator=generator)
+    second = torch.randint(0, len(y), (count,), generator=generator)
+    low, high = PLACEHOLDER_SHARES
+    share = low + (high - low) * torch.rand(count, generator=generator)
+    differ = y[first] != y[second]
+    return first[differ], second[differ], share[differ]
+
+
+@contextmanager
+def placeholders_appended(model: OSRNet, first: torch.Tensor, second: torch.Tensor, share: torch.Tensor):
+    """Within the block, the model's forward pass appends to its batch, where the encoder reaches PLACEHOLDER_LAYER,
+    one placeholder per pair: share * row first + (1 - share) * row second. What follows that layer (the encoder's
+    last block, whose batch norm then normalises digits and placeholders as one batch, the heads) sees them as rows
+    after the batch's own."""
+    share = share.view(-1, 1, 1, 1)
+
+    def append(module, inputs, output):
+        mixed = share.to(output.device, output.dtype) * output[first] + (1 - share.to(output.device, output.dtype)) * output[second]
+        return torch.cat([output, mixed])
+    handle = model.encoder[PLACEHOLDER_LAYER].register_forward_hook(append)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def negatives_normalisation(model: OSRNet, digits: int):
     """How a batch that holds negatives after its `digits` digits is normalised: plain batch norm, digits and negatives
     alike with the whole batch's statistics (the checkpoint's batch norms are then recalibrated on digits alone, as
@@ -198,12 +235,14 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
         negatives = training_negatives(x, y, recipe.negatives_per_batch, generator) if recipe.negatives_per_batch else None
         wrong = (y + torch.randint(1, net.config.num_classes, y.shape, generator=generator)) % net.config.num_classes \
             if conditional else None
+        pairs = placeholder_pairs(y, round(recipe.placeholders * len(y)), generator) if recipe.placeholders else None
         x, y = world.shard(x), world.shard(y)
         n = len(x)
         batch = torch.cat([x, world.shard(negatives)]) if negatives is not None else x
         batch, x, y = batch.to(device, non_blocking=True), batch[:n].to(device, non_blocking=True), y.to(device, non_blocking=True)
         norms = negatives_normalisation(net, n) if negatives is not None else nullcontext()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16), norms:
+        mixing = placeholders_appended(net, *(p.to(device) for p in pairs)) if pairs is not None else nullcontext()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16), norms, mixing:
             if conditional:  # negatives are nobody's class: their reconstructions are not trained
                 full = model(batch, torch.cat([y, y.new_zeros(len(batch) - n)]))
             else:
@@ -220,7 +259,9 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
         if net.config.memory_slots:
             loss = loss + MEMORY_ENTROPY_WEIGHT * memory_entropy_loss(net, out.features)
         if negatives is not None:
-            loss = loss + recipe.oe_weight * outlier_exposure_loss(full.logits[n:])
+            loss = loss + recipe.oe_weight * outlier_exposure_loss(full.logits[n:len(batch)])
+        if pairs is not None and len(pairs[0]):
+            loss = loss + PLACEHOLDER_LOSS_WEIGHT * outlier_exposure_loss(full.logits[len(batch):])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -306,6 +347,21 @@ def restore_resume_state(path: Path, recipe: Recipe, model, optimizer, scheduler
     return state["history"], len(state["history"]) + 1
 
 
+def check_recipe(recipe: Recipe, processes: int = 1) -> None:
+    """A UserError, in train.py's words, for a recipe this code cannot train: the parts made for the cnn's layers on
+    another network, and those that look across the whole batch under torchrun, where each process holds its share."""
+    for name, flag in (("decoder", f"--decoder {recipe.decoder}"), ("class_anchors", "--class-anchors"),
+                       ("placeholders", "--placeholders")):
+        if recipe.arch != "cnn" and uses(recipe, name):
+            raise UserError(f"{flag} is for --arch cnn")
+    if recipe.placeholders and recipe.decoder == "conditional":
+        raise UserError("--placeholders is not for --decoder conditional (a placeholder has no class to tell it)")
+    if processes > 1 and recipe.decoder == "conditional":
+        raise UserError("--decoder conditional trains in one process only (its wrong-class pass is outside DDP)")
+    if processes > 1 and recipe.placeholders:
+        raise UserError("--placeholders trains in one process only (a placeholder mixes digits of the whole batch)")
+
+
 def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World = World(),
         resume_path: Path | None = None, show_progress: bool = False, on_epoch=None, validate: bool = True) -> dict:
     """Trains as the recipe says and returns the checkpoint. With `resume_path`, the state after every epoch but
@@ -313,6 +369,7 @@ def fit(recipe: Recipe, data_dir: str | Path, device: torch.device, world: World
     after every epoch (stats hold the epoch's loss, accuracies and training seconds so far). Without `validate`,
     no epoch is scored on the validation split (its accuracy is None): for a caller that scores the finished model
     there itself. The weights are the same either way."""
+    check_recipe(recipe, world.size)
     seed_everything(recipe.seed)
     d = split(recipe, data_dir)
     known = d.known

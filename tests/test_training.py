@@ -151,6 +151,40 @@ def test_class_anchors_train_reload_and_draw_each_digit_to_its_anchor(data_dir, 
     assert train.main([*flags, "--arch", "dhrnet"]) == 2
 
 
+def test_placeholders_mix_digits_of_two_classes_after_the_second_pooling_and_only_within_the_block(data_dir, tmp_path):
+    import train
+    from osr_core.io import load_checkpoint
+    from osr_core.models import ModelConfig, build_model, normalised
+    from osr_core.training import PLACEHOLDER_LAYER, PLACEHOLDER_SHARES, placeholder_pairs, placeholders_appended
+    y = torch.tensor([0, 0, 1, 2, 2, 3, 3, 3])
+    states = []
+    for labels in (y, torch.zeros_like(y)):
+        generator = torch.Generator().manual_seed(0)
+        first, second, share = placeholder_pairs(labels, 50, generator)
+        states.append(generator.get_state())
+    assert torch.equal(*states)  # as many draws whatever the classes: a run does not depend on its batches' labels
+    first, second, share = placeholder_pairs(y, 50, torch.Generator().manual_seed(0))
+    assert 30 < len(first) < 50 and (y[first] != y[second]).all()
+    assert ((share >= PLACEHOLDER_SHARES[0]) & (share <= PLACEHOLDER_SHARES[1])).all()
+
+    model = build_model(ModelConfig(num_classes=4, width=4, latent_dim=8, feature_code_dim=4)).eval()
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad(), placeholders_appended(model, first, second, share):
+        out = model(x)
+    with torch.no_grad():
+        middle = model.encoder[:PLACEHOLDER_LAYER + 1](normalised(x))
+        mixed = share.view(-1, 1, 1, 1) * middle[first] + (1 - share.view(-1, 1, 1, 1)) * middle[second]
+        assert len(out.logits) == 8 + len(first)
+        assert torch.allclose(out.features[8:], model.encoder[PLACEHOLDER_LAYER + 1:](mixed), atol=1e-6)
+        assert torch.allclose(out.logits[:8], model(x).logits, atol=1e-6) and len(model(x).logits) == 8  # hook gone
+
+    ckpt = tmp_path / "m.pt"
+    flags = ["--train-limit", "300", "--epochs", "1", "--width", "4", "--data-dir", data_dir, "--device", "cpu",
+             "--quiet", "--out", str(ckpt), "--placeholders", "0.25"]
+    assert train.main(flags) == 0 and load_checkpoint(ckpt)["recipe"]["placeholders"] == 0.25
+    assert train.main([*flags, "--arch", "dhrnet"]) == 2 and train.main([*flags, "--decoder", "conditional"]) == 2
+
+
 def test_another_pen_changes_the_share_asked_for_each_way_by_its_amount_and_nothing_at_share_0():
     strokes = torch.zeros(600, 1, 28, 28)
     strokes[:, 0, 6:22, 12:15] = 1.0                      # a bar three pixels wide: a stroke of a "1"

@@ -3,6 +3,8 @@ feature autoencoder's detach, the class Gaussians and Mahalanobis distance, Open
 batch-norm statistics re-estimated on clean digits, and the pen-and-focus augmentation."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -183,6 +185,27 @@ def test_placeholders_mix_digits_of_two_classes_after_the_second_pooling_and_onl
              "--quiet", "--out", str(ckpt), "--placeholders", "0.25"]
     assert train.main(flags) == 0 and load_checkpoint(ckpt)["recipe"]["placeholders"] == 0.25
     assert train.main([*flags, "--arch", "dhrnet"]) == 2 and train.main([*flags, "--decoder", "conditional"]) == 2
+
+
+def test_a_recipe_this_code_cannot_train_is_refused_by_fit_itself_in_train_pys_words():
+    """Refused wherever training starts (train.py, the benchmarks, the protocol), not in train.py alone."""
+    from dataclasses import replace
+
+    from osr_core.cli import UserError
+    from osr_core.recipe import Recipe
+    from osr_core.training import check_recipe, fit
+    default = Recipe()
+    check_recipe(default, processes=2)
+    for change, processes, message in [({"arch": "dhrnet", "class_anchors": 10.0}, 1, "--class-anchors is for --arch cnn"),
+                                       ({"arch": "dhrnet", "decoder": "memory"}, 1, "--decoder memory is for --arch cnn"),
+                                       ({"arch": "dhrnet", "placeholders": 0.25}, 1, "--placeholders is for --arch cnn"),
+                                       ({"decoder": "conditional", "placeholders": 0.25}, 1, "not for --decoder conditional"),
+                                       ({"decoder": "conditional"}, 2, "one process only"),
+                                       ({"placeholders": 0.25}, 2, "one process only")]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            check_recipe(replace(default, **change), processes)
+    with pytest.raises(UserError, match="is for --arch cnn"):
+        fit(replace(default, arch="dhrnet", class_anchors=10.0), "no data needed", torch.device("cpu"))
 
 
 def test_another_pen_changes_the_share_asked_for_each_way_by_its_amount_and_nothing_at_share_0():

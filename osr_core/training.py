@@ -181,8 +181,8 @@ def placeholders_appended(model: OSRNet, first: torch.Tensor, second: torch.Tens
     share = share.view(-1, 1, 1, 1)
 
     def append(module, inputs, output):
-        mixed = share.to(output.device, output.dtype) * output[first] + (1 - share.to(output.device, output.dtype)) * output[second]
-        return torch.cat([output, mixed])
+        a = share.to(output.device, output.dtype)
+        return torch.cat([output, a * output[first] + (1 - a) * output[second]])
     handle = model.encoder[PLACEHOLDER_LAYER].register_forward_hook(append)
     try:
         yield

@@ -147,12 +147,14 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session", autouse=True)
 def background_runs(request, tmp_path_factory):
-    """Whole runs that tests only read, started with the session at low priority (nice 10) when a test that reads
-    them is in it: the two same-seed runs of tests/test_faults.py ("a", "b"; fresh Python processes, one torch
-    thread each: the same thread count in both, so the same sums) and the uninterrupted two-process training of
-    tests/test_distributed.py ("ddp", TINY_RECIPE under torchrun). They take the core that the suite's
-    single-threaded tests leave idle, instead of a minute and a half of their own. Each name maps to (process,
-    folder); the folder holds the run's stderr.txt."""
+    """Whole runs that tests only read, started with the session at the lowest priority (nice 19: at 10, six of
+    them took a third of the tests' core) when a test that reads them is in it: the two same-seed runs of tests/test_faults.py ("a", "b"; fresh Python processes, one torch
+    thread each: the same thread count in both, so the same sums) and the two-process trainings of
+    tests/test_distributed.py (TINY_RECIPE under torchrun: "ddp" uninterrupted, "ddp_resumed" interrupted after its
+    first epoch and resumed, by tests/interrupted_run.py). They take the core that the suite's other tests leave
+    idle, instead of two minutes and a half of their own; each stays in the suite's session, whose scheduling group
+    (autogroup) the priority is counted in. Each name maps to (process, folder); the folder holds the
+    run's stderr.txt."""
     names = {item.name for item in request.session.items}
     files = {item.path.name for item in request.session.items}
     runs = {}
@@ -160,7 +162,7 @@ def background_runs(request, tmp_path_factory):
     def start(name: str, command: list[str], env: dict | None = None) -> None:
         folder = tmp_path_factory.mktemp(f"background_{name}")
         with open(folder / "stderr.txt", "w") as stderr:
-            runs[name] = (subprocess.Popen(["nice", "-n", "10", *command], cwd=folder, env=env,
+            runs[name] = (subprocess.Popen(["nice", "-n", "19", *command], cwd=folder, env=env,
                                            stdout=subprocess.DEVNULL, stderr=stderr), folder)
     if SAME_SEED_TEST in names or "test_distributed.py" in files:
         data_dir = request.getfixturevalue("data_dir")
@@ -171,8 +173,14 @@ def background_runs(request, tmp_path_factory):
             start(name, [sys.executable, "-c", SAME_SEED_RUN, data_dir, str(letters_dir)], env)
     if "test_distributed.py" in files:
         start("ddp", [*TORCHRUN, *TINY_RECIPE, "--device", "cpu", "--data-dir", data_dir, "--out", "ddp.pt"])
+        start("ddp_resumed", [sys.executable, str(ROOT / "tests" / "interrupted_run.py"), *TORCHRUN, *TINY_RECIPE,
+                              "--device", "cpu", "--data-dir", data_dir])
     yield runs
-    for run, _ in runs.values():   # a session cut short leaves no run behind
+    for run, _ in runs.values():   # a session cut short leaves no run behind: torchrun stops its workers on SIGTERM
         if run.poll() is None:
-            run.kill()
-            run.wait()
+            run.terminate()
+            try:
+                run.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()

@@ -2,29 +2,15 @@
 checkpoint that loads and scores like a single-process one, and --resume carries on a run."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_RECIPE, TORCHRUN
 from osr_core import training
 from osr_core.recipe import Recipe
 from osr_core.io import load_checkpoint
 from osr_core.pipeline import load_trained, validation_images
 from osr_core.scores import score_images
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-FLAGS = [*TINY_RECIPE, "--device", "cpu", "--quiet"]  # the session's model is the one-process run of this recipe
-
-
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    args = [a for a in args if a != "--quiet"]  # its log names the processes
-    return subprocess.run([*TORCHRUN, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +21,8 @@ def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def ddp_checkpoint(background_runs):
-    """An uninterrupted two-process run of FLAGS, started with the session (conftest.background_runs)."""
+    """An uninterrupted two-process run of TINY_RECIPE (the session's model is its one-process run), started with
+    the session (conftest.background_runs)."""
     run, folder = background_runs["ddp"]
     run.wait()
     stderr = (folder / "stderr.txt").read_text()
@@ -59,24 +46,17 @@ def test_two_processes_train_one_checkpoint_that_scores_like_one_process(trained
     assert (pred_a == pred_b).mean() > 0.95
 
 
-def test_torchrun_resumes_an_interrupted_run_to_the_same_weights(tmp_path, data_dir, ddp_checkpoint):
-    """A two-process run interrupted once its first epoch is saved, then resumed under torchrun, ends with the
-    weights of the uninterrupted two-process run, bit for bit."""
-    out = tmp_path / "model.pt"
-    resume = tmp_path / "model.pt.resume"
-    cmd = [*TORCHRUN, *FLAGS, "--data-dir", data_dir, "--out", str(out)]
-    run = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not resume.exists() and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in its terminal: every process of the run gets it
-    run.wait(timeout=120)
-    assert resume.is_file() and not out.exists(), "the run ended before it could be interrupted in its second epoch"
-    resumed = torchrun(*FLAGS, "--data-dir", data_dir, "--out", str(out), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming after epoch 1" in resumed.stderr
-    assert not resume.exists()
-    a, b = load_checkpoint(out), load_checkpoint(ddp_checkpoint)
+def test_torchrun_resumes_an_interrupted_run_to_the_same_weights(background_runs, ddp_checkpoint):
+    """A two-process run interrupted by Ctrl-C once its first epoch is saved, then resumed under torchrun
+    (tests/interrupted_run.py, started with the session), ends with the weights of the uninterrupted two-process run,
+    bit for bit."""
+    run, folder = background_runs["ddp_resumed"]
+    run.wait()
+    stderr = (folder / "stderr.txt").read_text()
+    assert run.returncode == 0, stderr[-2000:]
+    assert "resuming after epoch 1" in stderr
+    assert not (folder / "model.pt.resume").exists()
+    a, b = load_checkpoint(folder / "model.pt"), load_checkpoint(ddp_checkpoint)
     assert [h["epoch"] for h in a["metrics"]["history"]] == [1, 2]
     for key, value in b["state_dict"].items():
         assert torch.equal(value, a["state_dict"][key]), key

@@ -147,14 +147,14 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session", autouse=True)
 def background_runs(request, tmp_path_factory):
-    """Whole runs that tests only read, started with the session at the lowest priority (nice 19: at 10, six of
-    them took a third of the tests' core) when a test that reads them is in it: the two same-seed runs of tests/test_faults.py ("a", "b"; fresh Python processes, one torch
-    thread each: the same thread count in both, so the same sums) and the two-process trainings of
-    tests/test_distributed.py (TINY_RECIPE under torchrun: "ddp" uninterrupted, "ddp_resumed" interrupted after its
-    first epoch and resumed, by tests/interrupted_run.py). They take the core that the suite's other tests leave
-    idle, instead of two minutes and a half of their own; each stays in the suite's session, whose scheduling group
-    (autogroup) the priority is counted in. Each name maps to (process, folder); the folder holds the
-    run's stderr.txt."""
+    """Whole runs that tests only read, started with the session when a test that reads them is in it: the two
+    same-seed runs of tests/test_faults.py ("a", "b"; fresh Python processes, one torch thread each: the same thread
+    count in both, so the same sums) and the two-process trainings of tests/test_distributed.py (TINY_RECIPE under
+    torchrun: "ddp" uninterrupted, "ddp_resumed" interrupted after its first epoch and resumed, by
+    tests/interrupted_run.py). They take the core that the suite's other tests leave idle, instead of two minutes
+    and a half of their own: at the lowest priority (nice 19; at 10, six of them took a third of the tests' core),
+    and in the suite's session, whose scheduling group (autogroup) the priority is counted in. Each name maps to
+    (process, folder); the folder holds the run's stderr.txt."""
     names = {item.name for item in request.session.items}
     files = {item.path.name for item in request.session.items}
     runs = {}

@@ -4,7 +4,8 @@ whose log is this script's stderr and whose exit code is this script's. Exit 3 w
 interrupted in its second epoch. The suite starts it with the session (conftest.background_runs), so that the
 two torchrun runs of tests/test_distributed.py take the core the other tests leave idle; it imports no torch.
 
-SIGTERM (the suite ending early) stops whichever run is going, every process of it."""
+SIGTERM or SIGINT (the suite ending early, Ctrl-C in its terminal) stops whichever run is going, every process of
+it: each run leads its own process group, so the terminal's Ctrl-C reaches only this script."""
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ def stop(signum, frame):
 def main(command: list[str]) -> int:
     global current
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     # Each run leads a process group of its own, in the suite's session: a new session would be a new scheduling
     # group (autogroup) that takes a core from the tests whatever its nice.
     current = subprocess.Popen([*command, "--out", "model.pt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

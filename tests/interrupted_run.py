@@ -6,6 +6,8 @@ two torchrun runs of tests/test_distributed.py take the core the other tests lea
 
 SIGTERM or SIGINT (the suite ending early, Ctrl-C in its terminal) stops whichever run is going, every process of
 it: each run leads its own process group, so the terminal's Ctrl-C reaches only this script."""
+from __future__ import annotations
+
 import os
 import signal
 import subprocess

@@ -145,6 +145,16 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name in WAITING_ON_BACKGROUND or item.name in WAITING_ON_BACKGROUND)
 
 
+def finished(runs: dict, name: str) -> tuple[Path, str]:
+    """Background run `name` of background_runs, waited for: its folder and its stderr. It must have exited 0; if
+    not, the test fails with the end of its stderr."""
+    run, folder = runs[name]
+    run.wait()
+    stderr = (folder / "stderr.txt").read_text()
+    assert run.returncode == 0, stderr[-2000:]
+    return folder, stderr
+
+
 @pytest.fixture(scope="session", autouse=True)
 def background_runs(request, tmp_path_factory):
     """Whole runs that tests only read, started with the session when a test that reads them is in it: the two

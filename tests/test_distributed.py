@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import finished
 from osr_core import training
 from osr_core.recipe import Recipe
 from osr_core.io import load_checkpoint
@@ -23,10 +24,7 @@ def predictions(checkpoint, data_dir) -> tuple[np.ndarray, np.ndarray]:
 def ddp_checkpoint(background_runs):
     """An uninterrupted two-process run of TINY_RECIPE (the session's model is its one-process run), started with
     the session (conftest.background_runs)."""
-    run, folder = background_runs["ddp"]
-    run.wait()
-    stderr = (folder / "stderr.txt").read_text()
-    assert run.returncode == 0, stderr[-2000:]
+    folder, stderr = finished(background_runs, "ddp")
     assert "2 processes" in stderr
     return folder / "ddp.pt"
 
@@ -50,10 +48,7 @@ def test_torchrun_resumes_an_interrupted_run_to_the_same_weights(background_runs
     """A two-process run interrupted by Ctrl-C once its first epoch is saved, then resumed under torchrun
     (tests/interrupted_run.py, started with the session), ends with the weights of the uninterrupted two-process run,
     bit for bit."""
-    run, folder = background_runs["ddp_resumed"]
-    run.wait()
-    stderr = (folder / "stderr.txt").read_text()
-    assert run.returncode == 0, stderr[-2000:]
+    folder, stderr = finished(background_runs, "ddp_resumed")
     assert "resuming after epoch 1" in stderr
     assert not (folder / "model.pt.resume").exists()
     a, b = load_checkpoint(folder / "model.pt"), load_checkpoint(ddp_checkpoint)

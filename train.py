@@ -19,7 +19,7 @@ import torch
 
 from osr_core import cli, distributed, training
 from osr_core.io import folder_lock, save_checkpoint
-from osr_core.recipe import Recipe
+from osr_core.recipe import OE_NEGATIVES, Recipe
 
 log = logging.getLogger("osr")
 
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outlier-exposure negatives per batch, as a fraction of the batch size (0: none)")
     p.add_argument("--oe-weight", type=cli.number(float, 0), default=Recipe.oe_weight,
                    help="weight of the outlier-exposure loss")
+    p.add_argument("--oe-negatives", choices=OE_NEGATIVES, default=Recipe.oe_negatives,
+                   help="which negatives outlier exposure makes from the training digits: chimeras and overlays of two "
+                        "classes (default), or poses: digits mirrored or turned where that leaves no digit")
     p.add_argument("--logit-norm", type=cli.number(float, 0), default=Recipe.logit_norm, metavar="TAU",
                    help="LogitNorm: cross-entropy of the logits divided by TAU times their norm (0, the default: off)")
     p.add_argument("--compactness", type=cli.number(float, 0), default=Recipe.compactness, metavar="W",
@@ -94,7 +97,8 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
     return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
                   decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, pen=args.pen, oe_fraction=args.oe_fraction,
-                  oe_weight=args.oe_weight, logit_norm=args.logit_norm, compactness=args.compactness,
+                  oe_weight=args.oe_weight, oe_negatives=args.oe_negatives, logit_norm=args.logit_norm,
+                  compactness=args.compactness,
                   class_anchors=args.class_anchors, placeholders=args.placeholders,
                   precision=cli.resolve_precision(args.precision, device),
                   train_limit=args.train_limit, seed=args.seed)

@@ -77,6 +77,8 @@ METHODS = [
      "pulled to the uniform softmax (--placeholders 0.25)", ["--placeholders", "0.25"]),
     ("stronger augmentation, twice as long: another pen or focus and elastic warps of 1 px, ten epochs "
      "(--epochs 10 --pen 0.5 --elastic 1)", ["--epochs", "10", "--pen", "0.5", "--elastic", "1.0"]),
+    ("outlier exposure: digits mirrored or turned where that leaves no digit, a quarter of each batch "
+     "(--oe-fraction 0.25 --oe-negatives poses)", ["--oe-fraction", "0.25", "--oe-negatives", "poses"]),
 ]
 ENSEMBLE = "--ensemble"  # a row's flag (not train.py's): N models of the rest of its flags, read as one (ensemble.py)
 # Width 24 and ten epochs cost more than TIME_BUDGET (about 2x the default's training): they can only be named a

@@ -52,14 +52,6 @@ def pixel_shuffles(x, labels, n, generator):
     return flat.gather(1, torch.argsort(torch.rand(flat.shape, generator=generator), dim=1)).view(-1, 1, 28, 28)
 
 
-def posed_digits(x, labels, n, generator):
-    """Training digits mirrored or turned into a pose that leaves no digit (outliers.poses; 0 and 8 have none, so
-    they are not drawn): whole strokes of a digit, in an arrangement that is no digit."""
-    keep = outliers.pose_changes_class(labels).nonzero().squeeze(1)
-    pick = keep[torch.randint(len(keep), (n,), generator=generator)]
-    return outliers.poses(x[pick], labels[pick], torch.rand(n, 1, generator=generator))
-
-
 def digits_statistics(model, rows):
     """Negatives normalised with the statistics of the batch's digits alone: outlier exposure's mechanism until this
     diagnosis (models.statistics_from_first)."""
@@ -74,9 +66,9 @@ RUNS = [
     ("chimeras alone", partial(outliers.training_negatives, families=(outliers.chimeras,)), digits_statistics, 0.5),
     ("overlays alone", partial(outliers.training_negatives, families=(outliers.overlays,)), digits_statistics, 0.5),
     ("pixel-shuffled digits", pixel_shuffles, digits_statistics, 0.5),
-    ("digits in a pose that leaves no digit (mirrored or turned)", posed_digits, digits_statistics, 0.5),
+    ("digits in a pose that leaves no digit (mirrored or turned)", outliers.posed_negatives, digits_statistics, 0.5),
     ("chimeras and overlays, normalised with the whole batch", None, None, 0.5),
-    ("digits in a pose that leaves no digit, normalised with the whole batch", posed_digits, None, 0.5),
+    ("digits in a pose that leaves no digit, normalised with the whole batch", outliers.posed_negatives, None, 0.5),
     ("chimeras and overlays, a tenth of the weight", None, digits_statistics, 0.05),
 ]
 

@@ -5,7 +5,8 @@ The two never share a transformation family, so the proxy measures how what was 
 negatives carries over to unknowns of a kind the model never saw:
 - **training negatives**: `chimera` (part of a digit joined to the rest of a digit of another class,
   along a vertical or horizontal line) and `overlay` (two digits of different classes drawn over
-  each other, the second shifted);
+  each other, the second shifted); a recipe may train on posed digits instead (`--oe-negatives poses`,
+  `posed_negatives`), the proxy's `pose` family, which its models have then seen;
 - **validation proxy**: `pose` (a digit mirrored, turned upside down or on its side: digit strokes, no
   seam, not a digit), `pixel_shuffle` (a digit's pixels in random places: digit ink, no strokes), `blur`
   (a digit blurred to a smooth blob), `negative` (a digit in negative: dense ink, the digit's shape
@@ -244,6 +245,16 @@ def training_negatives(x: torch.Tensor, labels: torch.Tensor, n: int, generator:
     base, base_labels = x[pick], labels[pick]
     cuts = [n * i // len(families) for i in range(len(families) + 1)]
     return torch.cat([family(base[a:b], base_labels[a:b], u[a:b]) for family, a, b in zip(families, cuts, cuts[1:])])
+
+
+def posed_negatives(x: torch.Tensor, digits: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n negatives from a training batch (x: (B, 1, 28, 28); digits: (B,), the digits they are, not class indices):
+    batch images drawn at random among those a pose turns into no digit (0 and 8 never), each mirrored or turned into
+    such a pose. Whole strokes of a digit in an arrangement that is no digit; the validation proxy's `pose` family, so
+    a model trained on them has seen that family."""
+    keep = pose_changes_class(digits).nonzero().squeeze(1)
+    pick = keep[torch.randint(len(keep), (n,), generator=generator)]
+    return poses(x[pick], digits[pick], torch.rand(n, 1, generator=generator))
 
 
 def negatives_from(digits: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor:

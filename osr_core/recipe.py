@@ -21,7 +21,10 @@ FIELD_CODE_VERSIONS = {"oe_fraction": 3}
 # The fields added since judgements first shipped. A field's default is the behaviour from before it existed, and it
 # never changes; at that default a judgement's key leaves the field out (judgement.recipe_key), so that the recipes
 # judged before it existed are still found, and a recipe that sets it is a recipe of its own.
-ADDED_FIELDS = ("class_anchors", "placeholders")
+ADDED_FIELDS = ("class_anchors", "placeholders", "oe_negatives")
+
+
+OE_NEGATIVES = ("chimeras-overlays", "poses")  # what outlier exposure's negatives are (training.outlier_negatives)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Recipe:
     pen: float = 0.0                # share of training digits drawn with another pen or out of focus (0: none)
     oe_fraction: float = 0.0        # outlier-exposure negatives per batch, as a fraction of the batch
     oe_weight: float = 0.5          # weight of their loss (softmax pulled towards uniform)
+    oe_negatives: str = "chimeras-overlays"  # which negatives: or "poses" (outliers.py), digits mirrored or turned
     logit_norm: float = 0.0         # LogitNorm's temperature (0: plain cross-entropy)
     compactness: float = 0.0        # weight of the within-class share of the features' variance (0: none)
     class_anchors: float = 0.0      # class anchor clustering: the anchors' scale (0: a linear classifier; models.py)

@@ -24,7 +24,7 @@ from .acceptance import thick_pen, thin_pen
 from .fitting import finish_fitting
 from .io import CHECKPOINT_FORMAT, atomic_write_bytes, torch_bytes
 from .models import ModelConfig, OSRNet, Outputs, build_model
-from .outliers import training_negatives
+from .outliers import posed_negatives, training_negatives
 from .recipe import FLAG_OF, Recipe, uses
 
 log = logging.getLogger("osr")
@@ -190,6 +190,14 @@ def placeholders_appended(model: OSRNet, first: torch.Tensor, second: torch.Tens
         handle.remove()
 
 
+def outlier_negatives(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The recipe's outlier-exposure negatives made from a training batch (y: class indices): chimeras and overlays of
+    two classes, or digits in a pose that leaves no digit (which needs the digits themselves, not their indices)."""
+    if recipe.oe_negatives == "poses":
+        return posed_negatives(x, torch.tensor(recipe.known_classes)[y], recipe.negatives_per_batch, generator)
+    return training_negatives(x, y, recipe.negatives_per_batch, generator)
+
+
 def negatives_normalisation(model: OSRNet, digits: int):
     """How a batch that holds negatives after its `digits` digits is normalised: plain batch norm, digits and negatives
     alike with the whole batch's statistics (the checkpoint's batch norms are then recalibrated on digits alone, as
@@ -232,7 +240,7 @@ def train_one_epoch(model: torch.nn.Module, images: torch.Tensor, targets: torch
         if recipe.pen:
             x = pen_and_focus(x, generator, recipe.pen)
         y = targets[idx]
-        negatives = training_negatives(x, y, recipe.negatives_per_batch, generator) if recipe.negatives_per_batch else None
+        negatives = outlier_negatives(recipe, x, y, generator) if recipe.negatives_per_batch else None
         wrong = (y + torch.randint(1, net.config.num_classes, y.shape, generator=generator)) % net.config.num_classes \
             if conditional else None
         pairs = placeholder_pairs(y, round(recipe.placeholders * len(y)), generator) if recipe.placeholders else None
@@ -354,6 +362,10 @@ def check_recipe(recipe: Recipe, processes: int = 1) -> None:
                        ("placeholders", "--placeholders")):
         if recipe.arch != "cnn" and uses(recipe, name):
             raise UserError(f"{flag} is for --arch cnn")
+    if uses(recipe, "oe_negatives") and not recipe.negatives_per_batch:
+        raise UserError("--oe-negatives chooses outlier exposure's negatives: it needs --oe-fraction")
+    if recipe.oe_negatives == "poses" and set(recipe.known_classes) <= {0, 8}:
+        raise UserError("--oe-negatives poses needs a known class other than 0 and 8 (every pose leaves those a digit)")
     if recipe.placeholders and recipe.decoder == "conditional":
         raise UserError("--placeholders is not for --decoder conditional (a placeholder has no class to tell it)")
     if processes > 1 and recipe.decoder == "conditional":

@@ -25,7 +25,7 @@ def _another(recipe: Recipe, name: str):
     """A valid value of recipe field `name` other than the recipe's own."""
     value = getattr(recipe, name)
     others = {"arch": {"cnn": "dhrnet", "dhrnet": "cnn"}, "decoder": {"plain": "conditional", "conditional": "plain"},
-              "precision": {"fp32": "bf16", "bf16": "fp32"}}
+              "precision": {"fp32": "bf16", "bf16": "fp32"}, "oe_negatives": {"chimeras-overlays": "poses"}}
     if name in others:
         return others[name][value]
     if name == "known_classes":

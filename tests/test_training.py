@@ -187,6 +187,27 @@ def test_placeholders_mix_digits_of_two_classes_after_the_second_pooling_and_onl
     assert train.main([*flags, "--arch", "dhrnet"]) == 2 and train.main([*flags, "--decoder", "conditional"]) == 2
 
 
+def test_posed_negatives_are_the_known_digits_a_pose_turns_into_no_digit_found_by_digit_not_class_index():
+    """Training labels are class indices: with known classes (3, 8) index 0 is a 3, which a pose changes, and index 1
+    an 8, which every pose leaves an 8, so every negative is a posed 3 (a 3 is never turned upside down and mirrored,
+    which leaves a 3)."""
+    from osr_core import outliers
+    from osr_core.recipe import Recipe
+    from osr_core.training import outlier_negatives
+    x = torch.rand(8, 1, 28, 28)
+    y = torch.tensor([0, 1, 1, 0, 1, 1, 1, 0])
+    recipe = Recipe(known_classes=(3, 8), oe_fraction=2.0, batch_size=8, oe_negatives="poses")
+    negatives = outlier_negatives(recipe, x, y, torch.Generator().manual_seed(0))
+    threes = x[y == 0]
+    allowed = [pose(threes) for name, pose in outliers.POSES.items() if 3 not in outliers.POSE_KEEPS_A_DIGIT[name]]
+    assert len(negatives) == 16
+    assert all(any(torch.equal(n, a[i]) for a in allowed for i in range(len(threes))) for n in negatives)
+    assert not any(torch.equal(n, outliers.POSES["upside_down_mirror"](threes)[i]) for n in negatives for i in range(3))
+    chimeras = outlier_negatives(Recipe(known_classes=(3, 8), oe_fraction=2.0, batch_size=8), x, y,
+                                 torch.Generator().manual_seed(0))
+    assert len(chimeras) == 16 and not torch.equal(chimeras, negatives)
+
+
 def test_a_recipe_this_code_cannot_train_is_refused_by_fit_itself_in_train_pys_words():
     """Refused wherever training starts (train.py, the benchmarks, the protocol), not in train.py alone."""
     from dataclasses import replace
@@ -201,7 +222,10 @@ def test_a_recipe_this_code_cannot_train_is_refused_by_fit_itself_in_train_pys_w
                                        ({"arch": "dhrnet", "placeholders": 0.25}, 1, "--placeholders is for --arch cnn"),
                                        ({"decoder": "conditional", "placeholders": 0.25}, 1, "not for --decoder conditional"),
                                        ({"decoder": "conditional"}, 2, "one process only"),
-                                       ({"placeholders": 0.25}, 2, "one process only")]:
+                                       ({"placeholders": 0.25}, 2, "one process only"),
+                                       ({"oe_negatives": "poses"}, 1, "it needs --oe-fraction"),
+                                       ({"oe_negatives": "poses", "oe_fraction": 0.25, "known_classes": (0, 8)}, 1,
+                                        "a known class other than 0 and 8")]:
         with pytest.raises(UserError, match=re.escape(message)):
             check_recipe(replace(default, **change), processes)
     with pytest.raises(UserError, match="is for --arch cnn"):

@@ -80,7 +80,8 @@ METHODS = [
     ("outlier exposure: digits mirrored or turned where that leaves no digit, a quarter of each batch "
      "(--oe-fraction 0.25 --oe-negatives poses)", ["--oe-fraction", "0.25", "--oe-negatives", "poses"]),
     ("a deep ensemble of three models with the stronger augmentation, ten epochs each "
-     "(--epochs 10 --pen 0.5 --elastic 1 --ensemble 3)", ["--epochs", "10", "--pen", "0.5", "--elastic", "1.0", "--ensemble", "3"]),
+     "(--epochs 10 --pen 0.5 --elastic 1 --ensemble 3)",
+     ["--epochs", "10", "--pen", "0.5", "--elastic", "1.0", "--ensemble", "3"]),
 ]
 ENSEMBLE = "--ensemble"  # a row's flag (not train.py's): N models of the rest of its flags, read as one (ensemble.py)
 # Width 24 and ten epochs cost more than TIME_BUDGET (about 2x the default's training): they can only be named a

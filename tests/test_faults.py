@@ -128,8 +128,8 @@ def test_same_seed_gives_identical_files_byte_for_byte(background_runs):
 # A value other than the default for every recipe field: a field added to Recipe without one here fails the test below.
 OTHER_VALUES = {"known_classes": (0, 1, 2), "arch": "dhrnet", "epochs": 6, "batch_size": 128, "lr": 1e-3,
                 "weight_decay": 0.0, "width": 24, "decoder": "conditional", "augment": False, "elastic": 1.0, "pen": 0.5,
-                "oe_fraction": 0.25, "oe_weight": 0.1, "oe_negatives": "poses", "logit_norm": 0.04, "compactness": 1.0, "class_anchors": 10.0,
-                "placeholders": 0.25, "precision": "bf16",
+                "oe_fraction": 0.25, "oe_weight": 0.1, "oe_negatives": "poses", "logit_norm": 0.04, "compactness": 1.0,
+                "class_anchors": 10.0, "placeholders": 0.25, "precision": "bf16",
                 "train_limit": 100, "seed": 1, "code_version": 1}
 
 

@@ -1,4 +1,5 @@
 # The README's two commands: `make reproduce` (install, data, all six stages, report) and `make test`.
+# PRESET=large: train.py's large preset (twice the training, fewer unknowns named a digit; its judgement ships too).
 PYTHON_SYS ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
@@ -6,6 +7,7 @@ INSTALLED  := $(VENV)/.installed
 DATA       ?= data
 ART        ?= artifacts
 DEVICE     ?= auto
+PRESET     ?= default
 RUN        := $(PY)
 
 .PHONY: reproduce test install data system-data system-browser train calibrate score-test letters score-letters evaluate \
@@ -45,7 +47,7 @@ data: install system-data
 	$(RUN) -m osr_core.data --data-dir $(DATA)
 
 train: install
-	$(RUN) train.py --data-dir $(DATA) --out $(ART)/model.pt --device $(DEVICE)
+	$(RUN) train.py --preset $(PRESET) --data-dir $(DATA) --out $(ART)/model.pt --device $(DEVICE)
 
 calibrate: install
 	$(RUN) compute_class_reconstruction_errors.py --data-dir $(DATA) --checkpoint $(ART)/model.pt \
@@ -108,10 +110,13 @@ benchmark-outlier-exposure: install data
 benchmark-folds: install data
 	$(RUN) benchmarks/folds.py --data-dir $(DATA) --out-dir $(ART)/folds
 
-# The near-digit judgements shipped in osr_core/judgements/: the default recipe's and each protocol split's, computed
-# once per recipe (ten and six leave-one-class-out models at the recipe's own budget). JUDGE_CHECK=1 compares instead.
+# The near-digit judgements shipped in osr_core/judgements/: the default recipe's, the large preset's and each protocol
+# split's, computed once per recipe (ten and six leave-one-class-out models at the recipe's own budget).
+# JUDGE_RECIPES=large: that one alone; JUDGE_CHECK=1 compares instead.
+JUDGE_RECIPES ?= all
 judge: install data
-	$(RUN) -m osr_core.judgement --data-dir $(DATA) --folds-dir $(ART)/judge --device $(DEVICE) $(if $(JUDGE_CHECK),--check)
+	$(RUN) -m osr_core.judgement --recipes $(JUDGE_RECIPES) --data-dir $(DATA) --folds-dir $(ART)/judge \
+	  --device $(DEVICE) $(if $(JUDGE_CHECK),--check)
 
 # Where time and memory go: training and scoring throughput against bare loops, and every stage's cost
 # (BENCH_FLAGS=--stages-only: the six stages alone).

@@ -1,6 +1,6 @@
 """Stage 1: train the digit classifier jointly with its autoencoders on MNIST.
 
-Usage: python train.py [--epochs 5] [--known-classes 2,4,5,9,8,3] [--out artifacts/model.pt]
+Usage: python train.py [--preset large] [--epochs 5] [--known-classes 2,4,5,9,8,3] [--out artifacts/model.pt]
        torchrun --nproc_per_node=2 train.py [...]   (DistributedDataParallel: each process a shard of every batch)
 
 Trains on the 60k training images minus the fixed validation split (recorded in the checkpoint,
@@ -19,7 +19,7 @@ import torch
 
 from osr_core import cli, distributed, training
 from osr_core.io import folder_lock, save_checkpoint
-from osr_core.recipe import OE_NEGATIVES, Recipe
+from osr_core.recipe import OE_NEGATIVES, PRESETS, Recipe
 
 log = logging.getLogger("osr")
 
@@ -38,10 +38,21 @@ def parse_classes(text: str) -> list[int]:
     return classes
 
 
+def preset_default(name: str) -> str:
+    """The help's note on a flag whose default a preset sets (its default is None: recipe_of fills it in)."""
+    return "; ".join([f"default: {getattr(Recipe, name)}"] + [f"--preset {preset}: {values[name]}"
+                                                             for preset, values in PRESETS.items() if name in values])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=list(PRESETS), default="default",
+                   help="a named recipe: large trains twice as long with stronger augmentation (--epochs 10 --pen 0.5 "
+                        "--elastic 1): fewer unknowns named a digit, about twice the training time; flags given beside "
+                        "it win (default: %(default)s)")
     # Defaults read off make bench's time-to-quality curves (validation accuracy and proxy AUROC against time).
-    p.add_argument("--epochs", type=cli.number(int, 1), default=Recipe.epochs)
+    p.add_argument("--epochs", type=cli.number(int, 1), default=None,
+                   help=f"passes over the training digits ({preset_default('epochs')})")
     p.add_argument("--batch-size", type=cli.number(int, 1), default=Recipe.batch_size)
     p.add_argument("--lr", type=cli.number(float, 0, low_open=True), default=Recipe.lr,
                    help="peak learning rate of the one-cycle schedule")
@@ -55,12 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditional: the decoder reconstructs a digit only when told its class; memory: only from a "
                         "sparse mix of learned digit prototypes, so that what is no digit comes back as one (cnn only)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine warps")
-    p.add_argument("--elastic", type=cli.number(float, 0), default=Recipe.elastic, metavar="PX",
+    p.add_argument("--elastic", type=cli.number(float, 0), default=None, metavar="PX",
                    help="also warp each training digit by a smooth random elastic field of this strength in pixels "
-                        "(default: %(default)s, none)")
-    p.add_argument("--pen", type=cli.number(float, 0, 1), default=Recipe.pen, metavar="P",
+                        f"({preset_default('elastic')}; 0: none)")
+    p.add_argument("--pen", type=cli.number(float, 0, 1), default=None, metavar="P",
                    help="draw this share of the training digits with another pen or out of focus: strokes up to a "
-                        "pixel thicker or half a pixel thinner on each side, or blurred (default: %(default)s, none)")
+                        f"pixel thicker or half a pixel thinner on each side, or blurred ({preset_default('pen')}; 0: none)")
     p.add_argument("--oe-fraction", type=cli.number(float, 0, 4), default=Recipe.oe_fraction,
                    help="outlier-exposure negatives per batch, as a fraction of the batch size (0: none)")
     p.add_argument("--oe-weight", type=cli.number(float, 0), default=Recipe.oe_weight,
@@ -93,10 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
-    """The training recipe the flags ask for, with the precision resolved for this device."""
-    return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=args.epochs,
+    """The training recipe the flags ask for, with the precision resolved for this device: a flag the preset sets
+    takes the preset's value unless it is given."""
+    preset = PRESETS[args.preset]
+    chosen = lambda name: getattr(args, name) if getattr(args, name) is not None else preset.get(name, getattr(Recipe, name))
+    return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=chosen("epochs"),
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
-                  decoder=args.decoder, augment=not args.no_augment, elastic=args.elastic, pen=args.pen, oe_fraction=args.oe_fraction,
+                  decoder=args.decoder, augment=not args.no_augment, elastic=chosen("elastic"), pen=chosen("pen"),
+                  oe_fraction=args.oe_fraction,
                   oe_weight=args.oe_weight, oe_negatives=args.oe_negatives, logit_norm=args.logit_norm,
                   compactness=args.compactness,
                   class_anchors=args.class_anchors, placeholders=args.placeholders,

@@ -237,6 +237,7 @@ def metrics_document(trained: Trained, cal: Calibration, cal_source: str, bootst
     document = {
         "checkpoint_sha256": trained.sha256,
         "arch": trained.checkpoint["model_config"]["arch"],
+        "preset": trained.preset,
         "bootstrap_resamples": bootstrap,
         "known_classes": trained.known_classes,
         "calibration": {"score": cal.score, "rule": cal.rule, "rule_param": cal.rule_param,

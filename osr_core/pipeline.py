@@ -18,7 +18,7 @@ from .models import OSRNet, model_from_checkpoint
 from .scores import Scored, score_images
 from .judge import FoldJudge
 from .selection import Evidence, Selection, select_decision
-from .recipe import recorded_recipe
+from .recipe import preset_of, recorded_recipe
 
 
 @dataclass
@@ -31,6 +31,12 @@ class Trained:
     @property
     def known_classes(self) -> list[int]:
         return list(self.checkpoint["known_classes"])
+
+    @property
+    def preset(self) -> str | None:
+        """The train.py preset the model was trained with, or None for a recipe of other flags (or none recorded)."""
+        recipe = recorded_recipe(self.checkpoint)
+        return None if recipe is None else preset_of(recipe)
 
 
 def load_trained(checkpoint_path: str | Path, device: torch.device) -> Trained:

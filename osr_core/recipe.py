@@ -26,6 +26,12 @@ ADDED_FIELDS = ("class_anchors", "placeholders", "oe_negatives")
 
 OE_NEGATIVES = ("chimeras-overlays", "poses")  # what outlier exposure's negatives are (training.outlier_negatives)
 
+# The named recipes of train.py --preset: the fields each sets beside the defaults. large is the stronger augmentation
+# trained twice as long, which the full judge confirmed against the default (benchmarks/methods.py, docs/recipes.md)
+# but which trains about twice as long as the default's time budget allows: a preset, not the default.
+PRESETS = {"default": {}, "large": {"epochs": 10, "pen": 0.5, "elastic": 1.0}}
+NOT_PRESET_FIELDS = ("known_classes", "seed", "precision")  # a preset is the same recipe on any classes, seed, device
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -91,6 +97,14 @@ class Recipe:
 def uses(recipe: Recipe, name: str) -> bool:
     """Whether `recipe` sets the field `name` to a value other than its default."""
     return getattr(recipe, name) != Recipe.__dataclass_fields__[name].default
+
+
+def preset_of(recipe: Recipe) -> str | None:
+    """The preset `recipe` is (NOT_PRESET_FIELDS aside), or None for a recipe of other flags."""
+    for name, values in PRESETS.items():
+        if not [f for f in Recipe(**values).differences(recipe) if f not in NOT_PRESET_FIELDS]:
+            return name
+    return None
 
 
 def code_version_of(recipe: Recipe) -> int:

@@ -441,6 +441,13 @@ def operating_point_table(m: dict) -> str:
     return table(["set", "n", "named a digit", "rejected by", "AUROC"], rows)
 
 
+def recipe_text(m: dict) -> str:
+    """Which training recipe, where metrics.json says (written before presets existed, it does not)."""
+    if "preset" not in m:
+        return ""
+    return "recipe of its own flags; " if m["preset"] is None else f"recipe `train.py --preset {m['preset']}`; "
+
+
 def render(m: dict, pictures: bool = True) -> str:
     cal = m["calibration"]
     skipped = [f"- **{n}**: {s['reason']}" for n, s in m["sets"].items() if not s["available"]]
@@ -449,7 +456,7 @@ def render(m: dict, pictures: bool = True) -> str:
     mean_auroc = sum(m["sets"][n]["auroc"] for n in unseen) / len(unseen) if unseen else None
     parts = [
         "# Open-set evaluation report", "",
-        f"Checkpoint SHA-256 `{m['checkpoint_sha256']}`; known classes {m['known_classes']}; decision "
+        f"Checkpoint SHA-256 `{m['checkpoint_sha256']}`; {recipe_text(m)}known classes {m['known_classes']}; decision "
         f"`{cal['score']}`, rule `{cal['rule']}`, target known-acceptance {cal['target_acceptance']} "
         f"(thresholds: {cal['source']}).", "",
         f"- **Closed-set accuracy** on {m['n_known']} MNIST test digits: **{pct(m['closed_set_accuracy'])}**",

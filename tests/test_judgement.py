@@ -34,13 +34,31 @@ def test_the_design_partitions_share_no_partition_with_the_protocol_splits_and_h
     assert held_out == set(range(10))
 
 
-def test_the_judged_recipes_are_those_train_py_and_the_protocol_train_by_default():
+def test_the_judged_recipes_are_train_pys_presets_and_those_the_protocol_trains():
     import train
     recipes = judgement.judged_recipes(torch.device("cpu"))
     of = lambda *flags: train.recipe_of(train.build_parser().parse_args(list(flags)), torch.device("cpu"))
-    assert recipes["default"] == of()
+    assert recipes["default"] == of() == of("--preset", "default")
+    assert recipes["large"] == of("--preset", "large") == of("--epochs", "10", "--pen", "0.5", "--elastic", "1")
     for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
         assert recipes[f"split{i}"] == of("--known-classes", ",".join(map(str, known)))
+
+
+def test_a_preset_sets_its_fields_flags_beside_it_win_and_the_large_one_is_a_recipe_the_full_judge_compared():
+    import methods
+    import train
+    from dataclasses import replace
+    from osr_core.recipe import PRESETS, Recipe, preset_of
+    of = lambda *flags: train.recipe_of(train.build_parser().parse_args(list(flags)), torch.device("cpu"))
+    for name, values in PRESETS.items():
+        recipe = of("--preset", name)
+        assert recipe == replace(Recipe(**values), precision=recipe.precision)  # every field it names, taken
+        assert preset_of(recipe) == preset_of(replace(recipe, known_classes=(3, 5), seed=4)) == name
+    assert of("--preset", "large", "--epochs", "3") == replace(of("--preset", "large"), epochs=3)
+    assert preset_of(of("--preset", "large", "--epochs", "3")) is None and preset_of(of("--width", "24")) is None
+    # The large preset is the recipe the methods benchmark measured on the full judge (its row with no ensemble).
+    assert of("--preset", "large") in [methods.recipe_of(flags) for _, flags in methods.METHODS
+                                       if methods.members_of(flags)[1] == 1]
 
 
 def test_a_judgement_is_keyed_by_the_recipe_without_its_seed_and_precision():
@@ -50,7 +68,7 @@ def test_a_judgement_is_keyed_by_the_recipe_without_its_seed_and_precision():
     from dataclasses import replace
     assert judgement.path_for(default) == judgement.path_for(replace(default, seed=7, precision="bf16"))
     assert judgement.path_for(default) != judgement.path_for(replace(default, width=24))
-    assert len({judgement.path_for(r) for r in recipes.values()}) == len(recipes) == 6
+    assert len({judgement.path_for(r) for r in recipes.values()}) == len(recipes) == 7
     # A field added since judgements first shipped is in the key only where a recipe sets it: the judgements of the
     # recipes from before it existed are still found (every shipped judgement is, below), and one that sets it is new.
     for name in ADDED_FIELDS:

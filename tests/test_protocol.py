@@ -97,7 +97,8 @@ def test_a_split_is_trained_with_train_pys_defaults_and_its_own_classes():
     assert recipe == train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))
     assert protocol.split_recipe([6, 3], protocol.Settings("data", "splits", epochs=3, seed=4)) == replace(
         recipe, known_classes=(3, 6), epochs=3, seed=4)
-    assert evaluate_osr.build_parser().get_default("split_epochs") == train.build_parser().get_default("epochs")
+    assert evaluate_osr.build_parser().get_default("split_epochs") == train.recipe_of(
+        train.build_parser().parse_args([]), torch.device("cpu")).epochs
 
 
 def test_the_protocol_runs_every_split_with_its_share_of_the_cores_and_summarises_them(monkeypatch, tmp_path):

@@ -189,6 +189,7 @@ def test_evaluate_reports_every_set_and_skips_bad_extras(evaluated_run):
     # The acceptance floor reads validation digits through the same scan generator: the row says it was seen.
     assert [n for n, v in m["covariate_shift"].items() if v["seen_by_selection"]] == ["scans"]
     report = (out / "report.md").read_text()
+    assert m["preset"] is None and "recipe of its own flags" in report  # the session's model: a tiny recipe
     assert "gone" in report and "Skipped" in report and "![ROC curves](roc.png)" in report
     assert "validation_proxy_pose (seen in training/tuning: not unseen)" in report
     assert "scans (known digits, shifted, seen by the selection)" in report

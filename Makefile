@@ -97,10 +97,12 @@ benchmark-methods: install data
 	$(RUN) benchmarks/methods.py --data-dir $(DATA) --out-dir $(ART)/methods $(METHODS_FLAGS)
 	@if [ -f $(ART)/model.pt ] && [ -f $(ART)/reconstruction_errors.txt ] && [ -d $(ART)/letters ]; then $(MAKE) evaluate; fi
 
-# How much of a headline figure is the seed's: the default recipe trained with SEEDS, each evaluated alike.
+# How much of a headline figure is the seed's: train.py's PRESET trained with SEEDS, each evaluated alike.
 SEEDS ?= 0,1,2
+SEEDS_DIR = $(ART)/seeds$(if $(filter-out default,$(PRESET)),-$(PRESET))
 benchmark-seeds: install data letters
-	$(RUN) benchmarks/seeds.py --seeds $(SEEDS) --data-dir $(DATA) --letters-dir $(ART)/letters --out-dir $(ART)/seeds
+	$(RUN) benchmarks/seeds.py --seeds $(SEEDS) --preset $(PRESET) --data-dir $(DATA) --letters-dir $(ART)/letters \
+	  --out-dir $(SEEDS_DIR)
 
 # Why outlier exposure breaks the classifier: short trainings that differ only in their negatives or how they are normalised.
 benchmark-outlier-exposure: install data
@@ -126,4 +128,4 @@ bench: install data
 clean:
 	rm -rf $(ART)/model.pt $(ART)/reconstruction_errors.txt $(ART)/calibration.json $(ART)/test $(ART)/letters \
 	  $(ART)/letters_test $(ART)/osr $(ART)/unseen_digits $(ART)/dhrnet $(ART)/methods $(ART)/bench $(ART)/leave_out \
-	  $(ART)/folds $(ART)/judge $(ART)/seeds
+	  $(ART)/folds $(ART)/judge $(ART)/seeds $(ART)/seeds-*

@@ -1,9 +1,9 @@
-"""How much of a headline figure is the seed's: the default recipe trained with several seeds, each evaluated alike.
+"""How much of a headline figure is the seed's: a train.py preset trained with several seeds, each evaluated alike.
 
-Usage: python benchmarks/seeds.py [--seeds 0,1,2] [--out-dir artifacts/seeds] [--data-dir data]
+Usage: python benchmarks/seeds.py [--seeds 0,1,2] [--preset default] [--out-dir artifacts/seeds] [--data-dir data]
                                   [--letters-dir artifacts/letters]
 
-For each seed: train.py --seed S (every other setting its default), compute_class_reconstruction_errors.py (stage 2
+For each seed: train.py --preset P --seed S (every other setting the preset's), compute_class_reconstruction_errors.py (stage 2
 reads the shipped judgement of the recipe: a judgement is about a recipe, not one seed's weights) and
 evaluate_osr.py (numbers only, its own seed fixed, so that every model meets the same images). Then each headline
 row of the README: the figure of each seed, their mean, standard deviation and range. Writes seeds.json; models are
@@ -28,6 +28,7 @@ import train  # noqa: E402
 from benchmarks.methods import spread as over_seeds  # noqa: E402
 from osr_core import cli  # noqa: E402
 from osr_core.io import write_json  # noqa: E402
+from osr_core.recipe import PRESETS  # noqa: E402
 from osr_core.recipe import reusable_checkpoint  # noqa: E402
 
 # The README's headline rows that a seed moves: (label, path into metrics.json).
@@ -58,6 +59,7 @@ def parse_seeds(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="training seeds (default: 0,1,2)")
+    p.add_argument("--preset", choices=list(PRESETS), default="default", help="train.py's preset (default: %(default)s)")
     p.add_argument("--out-dir", default="artifacts/seeds")
     p.add_argument("--data-dir", default=cli.DEFAULT_DATA_DIR)
     p.add_argument("--letters-dir", default=cli.DEFAULT_LETTERS_DIR)
@@ -65,10 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def measure(seed: int, folder: Path, args) -> dict:
-    """Trains (or reuses) the default recipe with this seed, calibrates and evaluates it; its metrics.json."""
+    """Trains (or reuses) the preset's recipe with this seed, calibrates and evaluates it; its metrics.json."""
     common = ["--data-dir", args.data_dir, "--quiet"]
     ckpt, thr = folder / "model.pt", folder / "reconstruction_errors.txt"
-    flags = ["--seed", str(seed)]
+    flags = ["--preset", args.preset, "--seed", str(seed)]
     timing = folder / "train_seconds.json"
     if reusable_checkpoint(ckpt, train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))) is None:
         started = time.perf_counter()
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = measure(seed, out / f"seed{seed}", args)
-        write_json(out / "seeds.json", {"seeds": list(per_seed), "rows": spread(per_seed) if len(per_seed) > 1 else []})
+        write_json(out / "seeds.json", {"preset": args.preset, "seeds": list(per_seed), "rows": spread(per_seed) if len(per_seed) > 1 else []})
     rows = spread(per_seed)
     print(f"| row | {' | '.join(f'seed {s}' for s in per_seed)} | mean +- sd | range |")
     print("|---|" + "---|" * (len(per_seed) + 2))

@@ -35,7 +35,7 @@ def test_every_seed_is_measured_in_its_own_folder_and_the_table_is_written(monke
     assert seeds.main(["--seeds", "3,5", "--out-dir", str(tmp_path)]) == 0
     assert folders == ["seed3", "seed5"]
     written = json.loads((tmp_path / "seeds.json").read_text())
-    assert written["seeds"] == [3, 5] and len(written["rows"]) == len(seeds.ROWS)
+    assert written["seeds"] == [3, 5] and written["preset"] == "default" and len(written["rows"]) == len(seeds.ROWS)
     assert "| letters without digit-like glyphs named a digit | 0.2300 | 0.2500 |" in capsys.readouterr().out
     for wrong in ("1", "1,1", "a,b", "-1,2"):
         with pytest.raises(SystemExit):

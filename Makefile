@@ -84,11 +84,13 @@ benchmark-crosr: install data
 	  --no-embeddings --splits-dir $(ART)/dhrnet/no_splits --device $(DEVICE)
 	$(MAKE) evaluate
 
-# The unseen-digit protocol: 5 splits of 6 known / 4 unknown digits (JOBS at once), then the full report again.
+# The unseen-digit protocol: 5 splits of 6 known / 4 unknown digits (JOBS at once), each trained with PRESET, then the
+# full report again.
+SPLITS_DIR = $(ART)/unseen_digits$(if $(filter-out default,$(PRESET)),-$(PRESET))
 benchmark-osr: install data
-	$(RUN) evaluate_osr.py --protocol unseen-digits --jobs $(JOBS) --data-dir $(DATA) --checkpoint $(ART)/model.pt \
-	  --thresholds $(ART)/reconstruction_errors.txt --letters-dir $(ART)/letters --out-dir $(ART)/osr \
-	  --splits-dir $(ART)/unseen_digits --device $(DEVICE) $(COMPARE)
+	$(RUN) evaluate_osr.py --protocol unseen-digits --split-preset $(PRESET) --jobs $(JOBS) --data-dir $(DATA) \
+	  --checkpoint $(ART)/model.pt --thresholds $(ART)/reconstruction_errors.txt --letters-dir $(ART)/letters \
+	  --out-dir $(ART)/osr --splits-dir $(SPLITS_DIR) --device $(DEVICE) $(COMPARE)
 
 # Which training recipe: each method screened over seeds and compared paired with the default, the table printed
 # (METHODS_FLAGS="--only 5": the default and method 5 alone; "--confirm 2": the best two on the full judge too);
@@ -114,7 +116,7 @@ benchmark-folds: install data
 
 # The near-digit judgements shipped in osr_core/judgements/: the default recipe's, the large preset's and each protocol
 # split's, computed once per recipe (ten and six leave-one-class-out models at the recipe's own budget).
-# JUDGE_RECIPES=large: that one alone; JUDGE_CHECK=1 compares instead.
+# JUDGE_RECIPES=large,large-split0: those alone; JUDGE_CHECK=1 compares instead.
 JUDGE_RECIPES ?= all
 judge: install data
 	$(RUN) -m osr_core.judgement --recipes $(JUDGE_RECIPES) --data-dir $(DATA) --folds-dir $(ART)/judge \

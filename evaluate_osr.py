@@ -19,7 +19,7 @@ from osr_core import cli, figures, page, protocol
 from osr_core.evaluation import covariate_shift, evaluate, metrics_document, validation_reference
 from osr_core.io import StageOutputs
 from osr_core.pipeline import known_test_digits, load_calibration, load_trained
-from osr_core.recipe import Recipe
+from osr_core.recipe import PRESETS
 from osr_core.report import render
 from osr_core.unknown_sets import unknown_sets
 
@@ -56,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["standard", "unseen-digits"], default="standard")
     p.add_argument("--splits-dir", default="artifacts/unseen_digits",
                    help="checkpoints and summary of the unseen-digit protocol (default: %(default)s)")
-    p.add_argument("--split-epochs", type=cli.number(int, 1), default=Recipe.epochs,
-                   help="epochs per split model in the unseen-digit protocol (default: %(default)s, as train.py)")
+    p.add_argument("--split-preset", choices=list(PRESETS), default="default",
+                   help="train.py's preset the protocol's split models are trained with (default: %(default)s)")
+    p.add_argument("--split-epochs", type=cli.number(int, 1), default=None,
+                   help="epochs per split model in the unseen-digit protocol (default: the preset's, as train.py)")
     p.add_argument("--methods", default="artifacts/methods/methods.json",
                    help="benchmarks/methods.py's summary, shown in the report when it exists (default: %(default)s)")
     p.add_argument("--jobs", type=cli.number(int, 1), default=os.cpu_count() or 1,
@@ -89,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
 def evaluate_into(outputs: StageOutputs, args: argparse.Namespace) -> dict:
     """The whole evaluation, its three views staged into `outputs`; returns metrics.json's content."""
     if args.protocol == "unseen-digits":
-        protocol.run_unseen_digits(protocol.Settings(args.data_dir, args.splits_dir, args.device, args.split_epochs,
-                                                     args.seed, args.batch_size, args.bootstrap, args.quiet), args.jobs)
+        protocol.run_unseen_digits(protocol.Settings(
+            args.data_dir, args.splits_dir, args.device, epochs=args.split_epochs, seed=args.seed,
+            batch_size=args.batch_size, bootstrap=args.bootstrap, quiet=args.quiet, preset=args.split_preset), args.jobs)
     trained = load_trained(args.checkpoint, cli.resolve_device(args.device))
     cal, cal_source = load_calibration(trained, args.thresholds), f"file {args.thresholds}"
     images, labels, _ = known_test_digits(trained, args.data_dir)

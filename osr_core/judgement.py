@@ -3,7 +3,7 @@
 A judge as strong as the model it judges trains, for every known class, a model of the checkpoint's own recipe
 and budget without that class (leave_out.FULL): ten models for the ten digits, more than the rest of the pipeline
 costs. Its verdict depends on the recipe alone, so it is paid once per recipe: `make judge` computes the judgement
-of train.py's default recipe, of its large preset and of each protocol split's and writes them to
+of train.py's default recipe, of its large preset and of each protocol split's under each, and writes them to
 osr_core/judgements/. Stage 2 uses a
 shipped judgement when the checkpoint's recipe matches one (its seed and arithmetic precision aside: a judgement is
 about a recipe, not about one run's weights) and the fold scheme asked for is the judgement's; otherwise it trains
@@ -117,19 +117,22 @@ def shipped(recipe: Recipe, scheme: FoldScheme) -> ShippedJudge | None:
 
 def judged_recipes(device) -> dict[str, Recipe]:
     """The recipes `make judge` judges: train.py's default (Recipe's own defaults, with the precision train.py resolves
-    on this device), its other presets (train.py --preset), and each protocol split's (the default on the split's
-    known classes, as evaluate_osr.py trains it)."""
+    on this device), its other presets (train.py --preset), and each protocol split's under each preset (the preset on
+    the split's known classes, as evaluate_osr.py --split-preset trains it: split0..4, large-split0..4)."""
     default = Recipe(precision=cli.resolve_precision("auto", device))
-    recipes = {name: replace(default, **values) for name, values in PRESETS.items()}
-    for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
-        recipes[f"split{i}"] = replace(default, known_classes=tuple(known))
+    presets = {name: replace(default, **values) for name, values in PRESETS.items()}
+    recipes = dict(presets)
+    for name, preset in presets.items():
+        for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
+            recipes[f"split{i}" if name == "default" else f"{name}-split{i}"] = replace(preset, known_classes=tuple(known))
     return recipes
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="compute the shipped near-digit judgements (make judge)")
     p.add_argument("--recipes", default="all",
-                   help="comma-separated: default, large, split0..split4, or all (default: %(default)s)")
+                   help="comma-separated: default, large, split0..split4, large-split0..large-split4, or all "
+                        "(default: %(default)s)")
     p.add_argument("--folds-dir", default="artifacts/judge", help="where the fold models are kept and reused")
     p.add_argument("--check", action="store_true", help="compare with the shipped judgements instead of writing them")
     cli.add_common_flags(p, "data_dir", "device", "seed", "batch_size")

@@ -1,5 +1,5 @@
 """The unseen-digit protocol: for each of the literature's five splits, a model trained on its 6 known digits with
-train.py's default recipe, calibrated on their validation digits as stage 2 calibrates, and measured on the 4 held-out
+train.py's default recipe (or another preset's), calibrated on their validation digits as stage 2 calibrates, and measured on the 4 held-out
 digits of MNIST test. The splits run in `jobs` processes at once, each with its share of the cores as torch threads:
 the same threads per split give the same numbers, bit for bit, whatever the number of jobs (another number of threads
 adds floating-point sums in another order)."""
@@ -9,7 +9,7 @@ import logging
 import multiprocessing
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from .evaluation import evaluate
 from .gates import AUTO
 from .io import StageOutputs, folder_lock, save_checkpoint, write_json
 from .pipeline import calibrate_on_validation, known_test_digits, load_calibration, load_trained, write_calibration
-from .recipe import Recipe, reusable_checkpoint
+from .recipe import PRESETS, Recipe, reusable_checkpoint
 from .training import fit
 from .unknown_sets import held_out_digits
 
@@ -34,18 +34,21 @@ class Settings:
     data_dir: str
     splits_dir: str
     device: str = "auto"
-    epochs: int = Recipe.epochs
+    epochs: int | None = None   # None: the preset's
     seed: int = 0
     batch_size: int = 256
     bootstrap: int = 200
     quiet: bool = False
+    preset: str = "default"     # train.py's preset the splits are trained with (recipe.PRESETS)
 
 
 def split_recipe(known, settings: Settings) -> Recipe:
-    """train.py's default recipe on the split's known classes, its epochs and seed as the protocol asks."""
+    """train.py's recipe of the protocol's preset on the split's known classes, its epochs and seed as the protocol
+    asks."""
     device = cli.resolve_device(settings.device)
-    return Recipe(known_classes=tuple(known), epochs=settings.epochs, seed=settings.seed,
-                  precision=cli.resolve_precision("auto", device))
+    recipe = replace(Recipe(**PRESETS[settings.preset]), known_classes=tuple(known), seed=settings.seed,
+                     precision=cli.resolve_precision("auto", device))
+    return recipe if settings.epochs is None else replace(recipe, epochs=settings.epochs)
 
 
 def run_split(i: int, known, settings: Settings, threads: int) -> dict:
@@ -105,7 +108,7 @@ def run_unseen_digits(settings: Settings, jobs: int) -> dict:
     summary = {"splits": results, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),
                "auroc_min": float(np.min(aurocs)),
                "macro_f1_mean": float(np.mean(f1s)), "macro_f1_std": float(np.std(f1s)),
-               "epochs": settings.epochs, "seed": settings.seed, "jobs": jobs, "threads_per_job": threads}
+               "preset": settings.preset, "epochs": split_recipe(splits[0], settings).epochs, "seed": settings.seed, "jobs": jobs, "threads_per_job": threads}
     write_json(Path(settings.splits_dir) / SUMMARY, summary)
     return summary
 

@@ -419,8 +419,9 @@ def unseen_digits_section(ud: dict) -> str:
              num(s["macro_f1"], 3), pct(s["false_alarm_rate"])] for s in ud["splits"]]
     rows.append(["mean +- std", "-", f"{num(ud['auroc_mean'])} +- {num(ud['auroc_std'])}",
                  f"{num(ud['macro_f1_mean'], 3)} +- {num(ud['macro_f1_std'], 3)}", "-"])
-    return "\n".join(["## Unseen-digit protocol", "", "Train on 6 digits, calibrate on their validation images, "
-                      "score the 4 held-out digits of MNIST test as unknown.", "",
+    recipe = f" with `train.py --preset {ud['preset']}`" if "preset" in ud else ""  # not in summaries before presets
+    return "\n".join(["## Unseen-digit protocol", "", f"Train on 6 digits{recipe}, calibrate on their validation "
+                      "images, score the 4 held-out digits of MNIST test as unknown.", "",
                       table(["known classes", "closed-set acc.", "AUROC", "macro-F1", "false alarms"], rows), ""])
 
 

@@ -42,6 +42,7 @@ def test_the_judged_recipes_are_train_pys_presets_and_those_the_protocol_trains(
     assert recipes["large"] == of("--preset", "large") == of("--epochs", "10", "--pen", "0.5", "--elastic", "1")
     for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
         assert recipes[f"split{i}"] == of("--known-classes", ",".join(map(str, known)))
+        assert recipes[f"large-split{i}"] == of("--preset", "large", "--known-classes", ",".join(map(str, known)))
 
 
 def test_a_preset_sets_its_fields_flags_beside_it_win_and_the_large_one_is_a_recipe_the_full_judge_compared():
@@ -68,7 +69,7 @@ def test_a_judgement_is_keyed_by_the_recipe_without_its_seed_and_precision():
     from dataclasses import replace
     assert judgement.path_for(default) == judgement.path_for(replace(default, seed=7, precision="bf16"))
     assert judgement.path_for(default) != judgement.path_for(replace(default, width=24))
-    assert len({judgement.path_for(r) for r in recipes.values()}) == len(recipes) == 7
+    assert len({judgement.path_for(r) for r in recipes.values()}) == len(recipes) == 12
     # A field added since judgements first shipped is in the key only where a recipe sets it: the judgements of the
     # recipes from before it existed are still found (every shipped judgement is, below), and one that sets it is new.
     for name in ADDED_FIELDS:

@@ -90,15 +90,18 @@ def test_a_leave_classes_out_model_is_trained_again_when_its_recipe_differs(tmp_
     assert len(trained) == 2 and trained[1].oe_weight == 0.25
 
 
-def test_a_split_is_trained_with_train_pys_defaults_and_its_own_classes():
+def test_a_split_is_trained_with_train_pys_preset_and_its_own_classes():
     settings = protocol.Settings("data", "splits")
     recipe = protocol.split_recipe([6, 3, 4, 9, 8, 2], settings)
     flags = ["--known-classes", "6,3,4,9,8,2"]
     assert recipe == train.recipe_of(train.build_parser().parse_args(flags), torch.device("cpu"))
     assert protocol.split_recipe([6, 3], protocol.Settings("data", "splits", epochs=3, seed=4)) == replace(
         recipe, known_classes=(3, 6), epochs=3, seed=4)
-    assert evaluate_osr.build_parser().get_default("split_epochs") == train.recipe_of(
-        train.build_parser().parse_args([]), torch.device("cpu")).epochs
+    # Another preset's splits are that preset on the split's classes, as train.py --preset trains it.
+    large = protocol.split_recipe([6, 3, 4, 9, 8, 2], protocol.Settings("data", "splits", preset="large"))
+    assert large == train.recipe_of(train.build_parser().parse_args([*flags, "--preset", "large"]), torch.device("cpu"))
+    args = evaluate_osr.build_parser().parse_args(["--split-preset", "large"])
+    assert (args.split_preset, args.split_epochs) == ("large", None)  # the preset's epochs unless given
 
 
 def test_the_protocol_runs_every_split_with_its_share_of_the_cores_and_summarises_them(monkeypatch, tmp_path):
@@ -111,4 +114,5 @@ def test_the_protocol_runs_every_split_with_its_share_of_the_cores_and_summarise
     summary = protocol.run_unseen_digits(protocol.Settings("data", str(tmp_path)), jobs=1)
     assert [r[:2] for r in ran] == [(i, tuple(k)) for i, k in enumerate(data.UNSEEN_DIGIT_SPLITS)]
     assert summary["auroc_mean"] == pytest.approx(0.992) and summary["auroc_min"] == 0.99
+    assert (summary["preset"], summary["epochs"]) == ("default", 5)
     assert json.loads((tmp_path / protocol.SUMMARY).read_text()) == summary

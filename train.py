@@ -107,7 +107,10 @@ def recipe_of(args: argparse.Namespace, device: torch.device) -> Recipe:
     """The training recipe the flags ask for, with the precision resolved for this device: a flag the preset sets
     takes the preset's value unless it is given."""
     preset = PRESETS[args.preset]
-    chosen = lambda name: getattr(args, name) if getattr(args, name) is not None else preset.get(name, getattr(Recipe, name))
+
+    def chosen(name: str):
+        given = getattr(args, name)
+        return given if given is not None else preset.get(name, getattr(Recipe, name))
     return Recipe(known_classes=tuple(args.known_classes), arch=args.arch, epochs=chosen("epochs"),
                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, width=args.width,
                   decoder=args.decoder, augment=not args.no_augment, elastic=chosen("elastic"), pen=chosen("pen"),

@@ -3,8 +3,8 @@
 Usage: python benchmarks/seeds.py [--seeds 0,1,2] [--preset default] [--out-dir artifacts/seeds] [--data-dir data]
                                   [--letters-dir artifacts/letters]
 
-For each seed: train.py --preset P --seed S (every other setting the preset's), compute_class_reconstruction_errors.py (stage 2
-reads the shipped judgement of the recipe: a judgement is about a recipe, not one seed's weights) and
+For each seed: train.py --preset P --seed S (every other setting the preset's), compute_class_reconstruction_errors.py
+(stage 2 reads the shipped judgement of the recipe: a judgement is about a recipe, not one seed's weights) and
 evaluate_osr.py (numbers only, its own seed fixed, so that every model meets the same images). Then each headline
 row of the README: the figure of each seed, their mean, standard deviation and range. Writes seeds.json; models are
 kept in --out-dir and reused while their recipe matches.
@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = measure(seed, out / f"seed{seed}", args)
-        write_json(out / "seeds.json", {"preset": args.preset, "seeds": list(per_seed), "rows": spread(per_seed) if len(per_seed) > 1 else []})
+        write_json(out / "seeds.json", {"preset": args.preset, "seeds": list(per_seed),
+                                        "rows": spread(per_seed) if len(per_seed) > 1 else []})
     rows = spread(per_seed)
     print(f"| row | {' | '.join(f'seed {s}' for s in per_seed)} | mean +- sd | range |")
     print("|---|" + "---|" * (len(per_seed) + 2))

@@ -4,10 +4,9 @@ A judge as strong as the model it judges trains, for every known class, a model 
 and budget without that class (leave_out.FULL): ten models for the ten digits, more than the rest of the pipeline
 costs. Its verdict depends on the recipe alone, so it is paid once per recipe: `make judge` computes the judgement
 of train.py's default recipe, of its large preset and of each protocol split's under each, and writes them to
-osr_core/judgements/. Stage 2 uses a
-shipped judgement when the checkpoint's recipe matches one (its seed and arithmetic precision aside: a judgement is
-about a recipe, not about one run's weights) and the fold scheme asked for is the judgement's; otherwise it trains
-its folds.
+osr_core/judgements/. Stage 2 uses a shipped judgement when the checkpoint's recipe matches one (its seed and
+arithmetic precision aside: a judgement is about a recipe, not about one run's weights) and the fold scheme asked for
+is the judgement's; otherwise it trains its folds.
 
 A judgement holds the folds, and for every near part, and every gate configuration beside the near part that step 1
 chooses, the leave-classes-out AUROC per fold and in each of the selection's paired bootstrap resamples: all that
@@ -123,8 +122,9 @@ def judged_recipes(device) -> dict[str, Recipe]:
     presets = {name: replace(default, **values) for name, values in PRESETS.items()}
     recipes = dict(presets)
     for name, preset in presets.items():
+        prefix = "" if name == "default" else f"{name}-"  # the default's splits keep the names they shipped under
         for i, known in enumerate(data.UNSEEN_DIGIT_SPLITS):
-            recipes[f"split{i}" if name == "default" else f"{name}-split{i}"] = replace(preset, known_classes=tuple(known))
+            recipes[f"{prefix}split{i}"] = replace(preset, known_classes=tuple(known))
     return recipes
 
 

@@ -1,8 +1,8 @@
 """The unseen-digit protocol: for each of the literature's five splits, a model trained on its 6 known digits with
-train.py's default recipe (or another preset's), calibrated on their validation digits as stage 2 calibrates, and measured on the 4 held-out
-digits of MNIST test. The splits run in `jobs` processes at once, each with its share of the cores as torch threads:
-the same threads per split give the same numbers, bit for bit, whatever the number of jobs (another number of threads
-adds floating-point sums in another order)."""
+train.py's default recipe (or another preset's), calibrated on their validation digits as stage 2 calibrates, and
+measured on the 4 held-out digits of MNIST test. The splits run in `jobs` processes at once, each with its share of
+the cores as torch threads: the same threads per split give the same numbers, bit for bit, whatever the number of
+jobs (another number of threads adds floating-point sums in another order)."""
 from __future__ import annotations
 
 import logging
@@ -108,7 +108,8 @@ def run_unseen_digits(settings: Settings, jobs: int) -> dict:
     summary = {"splits": results, "auroc_mean": float(np.mean(aurocs)), "auroc_std": float(np.std(aurocs)),
                "auroc_min": float(np.min(aurocs)),
                "macro_f1_mean": float(np.mean(f1s)), "macro_f1_std": float(np.std(f1s)),
-               "preset": settings.preset, "epochs": split_recipe(splits[0], settings).epochs, "seed": settings.seed, "jobs": jobs, "threads_per_job": threads}
+               "preset": settings.preset, "epochs": split_recipe(splits[0], settings).epochs, "seed": settings.seed,
+               "jobs": jobs, "threads_per_job": threads}
     write_json(Path(settings.splits_dir) / SUMMARY, summary)
     return summary
 
